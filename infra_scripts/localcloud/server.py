@@ -1,0 +1,247 @@
+"""The local cloud: moto's server plus real local compute behind the same AWS APIs.
+
+moto serves every API; each extension module (listed in ``DEFAULT_EXTENSIONS``) adds real
+behaviour to a few of them, either by answering a request before moto sees it (``add_route``)
+or by wrapping a moto backend method (``patch``). Extensions receive the running
+``LocalCloud`` in ``install(cloud)`` and register cleanup with ``on_stop``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from moto.core import DEFAULT_ACCOUNT_ID
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+from werkzeug.serving import BaseWSGIServer, make_server
+from werkzeug.wrappers import Request, Response
+
+DEFAULT_REGION = "us-east-1"
+LOCAL_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "localcloud",
+    "AWS_SECRET_ACCESS_KEY": "localcloud",
+}
+
+# Order matters only where one extension builds on another's routes.
+DEFAULT_EXTENSIONS: tuple[str, ...] = (
+    "infra_scripts.localcloud.lambda_runtime",
+)
+
+RouteMatcher = Callable[[Request], bool]
+RouteHandler = Callable[[Request], Response]
+
+
+@dataclass
+class LocalCloudSettings:
+    """Knobs that make AWS's slow control loops observable in seconds on a laptop."""
+
+    region: str = DEFAULT_REGION
+    account_id: str = DEFAULT_ACCOUNT_ID
+    # Free-form per-extension options, e.g. {"autoscaling": {"period_s": 2}}.
+    options: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def option(self, extension: str, name: str, default: Any) -> Any:
+        return self.options.get(extension, {}).get(name, default)
+
+
+def match_target(*targets: str) -> RouteMatcher:
+    """Match JSON-protocol calls by their ``X-Amz-Target`` (e.g. ``SageMaker.CreateEndpoint``)."""
+    wanted = set(targets)
+    return lambda request: request.headers.get("X-Amz-Target", "") in wanted
+
+
+def match_path(method: str, pattern: str) -> RouteMatcher:
+    """Match REST-protocol calls by HTTP method and a path regex."""
+    import re
+
+    compiled = re.compile(pattern)
+    return lambda request: request.method == method and bool(compiled.fullmatch(request.path))
+
+
+def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        json.dumps(body), status=status, headers=headers or {}, content_type="application/json"
+    )
+
+
+def aws_error(status: int, code: str, message: str, protocol: str = "json") -> Response:
+    """An error in the shape botocore parses for JSON and REST-JSON services."""
+    body = {"__type": code, "message": message, "Message": message}
+    return json_response(status, body, {"x-amzn-ErrorType": code})
+
+
+class _Dispatcher:
+    """WSGI app: extension routes first, moto for everything else."""
+
+    def __init__(self, moto_app: Any) -> None:
+        self.moto_app = moto_app
+        self.routes: list[tuple[RouteMatcher, RouteHandler]] = []
+
+    def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+        request = Request(environ)
+        for matcher, handler in self.routes:
+            if matcher(request):
+                return handler(request)(environ, start_response)
+        return self.moto_app(environ, start_response)
+
+
+class LocalCloud:
+    """A running local cloud on 127.0.0.1. Use as a context manager or start()/stop()."""
+
+    def __init__(
+        self,
+        port: int = 0,
+        host: str = "127.0.0.1",
+        settings: LocalCloudSettings | None = None,
+        extensions: Sequence[str] | None = None,
+        work_dir: str | os.PathLike | None = None,
+    ) -> None:
+        self.host = host
+        self.requested_port = port
+        self.settings = settings or LocalCloudSettings()
+        self.extension_names = tuple(DEFAULT_EXTENSIONS if extensions is None else extensions)
+        self._owns_work_dir = work_dir is None
+        self.work_dir = Path(work_dir or tempfile.mkdtemp(prefix="stepml-localcloud-"))
+        self._dispatcher = _Dispatcher(DomainDispatcherApplication(create_backend_app))
+        self._server: BaseWSGIServer | None = None
+        self._thread: threading.Thread | None = None
+        self._stop_callbacks: list[Callable[[], None]] = []
+        self._patches: list[tuple[object, str, Any]] = []
+        self.extensions: dict[str, Any] = {}
+
+    # -- lifecycle -------------------------------------------------------------------------
+    @property
+    def port(self) -> int:
+        assert self._server is not None, "start() the local cloud first"
+        return int(self._server.server_port)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def region(self) -> str:
+        return self.settings.region
+
+    @property
+    def account_id(self) -> str:
+        return self.settings.account_id
+
+    def start(self) -> LocalCloud:
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
+        self._server = make_server(self.host, self.requested_port, self._dispatcher, threaded=True)
+        # moto's Step Functions interpreter calls Lambda & co. on localhost:$MOTO_PORT.
+        os.environ["MOTO_PORT"] = str(self.port)
+        self._enable_state_machine_execution()
+        for name in self.extension_names:
+            module = importlib.import_module(name)
+            self.extensions[name.rsplit(".", 1)[-1]] = module.install(self)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="localcloud-http", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        for callback in reversed(self._stop_callbacks):
+            try:
+                callback()
+            except Exception as error:  # keep tearing down the rest
+                print(f"localcloud: cleanup failed: {error!r}", file=sys.stderr)
+        self._stop_callbacks.clear()
+        for target, name, original in reversed(self._patches):
+            setattr(target, name, original)
+        self._patches.clear()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        self._reset_moto()
+        if self._owns_work_dir:
+            shutil.rmtree(self.work_dir, ignore_errors=True)
+
+    def __enter__(self) -> LocalCloud:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- extension API ---------------------------------------------------------------------
+    def add_route(self, matcher: RouteMatcher, handler: RouteHandler) -> None:
+        """Answer matching requests before moto does."""
+        self._dispatcher.routes.append((matcher, handler))
+
+    def patch(self, target: object, name: str, replacement: Any) -> Any:
+        """Replace ``target.name`` until stop(); returns the original so wrappers can call it."""
+        original = getattr(target, name)
+        self._patches.append((target, name, original))
+        setattr(target, name, replacement)
+        return original
+
+    def on_stop(self, callback: Callable[[], None]) -> None:
+        self._stop_callbacks.append(callback)
+
+    def backend(self, service: str, region: str | None = None) -> Any:
+        """moto's in-process backend for this cloud's account and region."""
+        from moto.backends import get_backend
+
+        return get_backend(service)[self.account_id][region or self.region]
+
+    def client_env(self) -> dict[str, str]:
+        """Environment that points boto3 in a child process at this cloud."""
+        return {
+            **LOCAL_CREDENTIALS,
+            "AWS_ENDPOINT_URL": self.url,
+            "AWS_DEFAULT_REGION": self.region,
+            "AWS_REGION": self.region,
+            "MOTO_PORT": str(self.port),
+        }
+
+    def child_env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        """A clean environment for local compute processes (Lambda workers, training jobs)."""
+        keep = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "TORCH_HOME", "SYSTEMROOT")
+        env = {key: os.environ[key] for key in keep if key in os.environ}
+        env.update(self.client_env())
+        env["PYTHONUNBUFFERED"] = "1"
+        env.update(extra or {})
+        return env
+
+    def boto3_client(self, service: str) -> Any:
+        import boto3
+
+        return boto3.client(
+            service,
+            endpoint_url=self.url,
+            region_name=self.region,
+            aws_access_key_id=LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        )
+
+    # -- internals -------------------------------------------------------------------------
+    @staticmethod
+    def _enable_state_machine_execution() -> None:
+        from moto.moto_api._internal.models import moto_api_backend
+
+        moto_api_backend.set_config({"stepfunctions": {"execute_state_machine": True}})
+
+    @staticmethod
+    def _reset_moto() -> None:
+        from moto.moto_api._internal.models import moto_api_backend
+
+        moto_api_backend.reset()
+
+
+def python_executable() -> str:
+    """The interpreter of the project's venv: child processes run the same code and packages."""
+    return sys.executable
