@@ -26,13 +26,12 @@ import uuid
 import zipfile
 from collections import defaultdict
 from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
 from werkzeug.wrappers import Request, Response
-
-from multiprocessing.connection import Connection
 
 from infra_scripts.localcloud.lambda_worker import WorkerSpec
 from infra_scripts.localcloud.server import LocalCloud, aws_error, match_path

@@ -35,6 +35,7 @@ LOCAL_CREDENTIALS = {
 # Order matters only where one extension builds on another's routes.
 DEFAULT_EXTENSIONS: tuple[str, ...] = (
     "infra_scripts.localcloud.lambda_runtime",
+    "infra_scripts.localcloud.lambda_provisioned",
 )
 
 RouteMatcher = Callable[[Request], bool]
@@ -217,7 +218,8 @@ class LocalCloud:
         env.update(extra or {})
         return env
 
-    def boto3_client(self, service: str) -> Any:
+    def boto3_client(self, service: str, **kwargs: Any) -> Any:
+        """A client for this cloud; pass ``config=botocore.config.Config(...)`` to tune retries."""
         import boto3
 
         return boto3.client(
@@ -226,6 +228,7 @@ class LocalCloud:
             region_name=self.region,
             aws_access_key_id=LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
             aws_secret_access_key=LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+            **kwargs,
         )
 
     # -- internals -------------------------------------------------------------------------
