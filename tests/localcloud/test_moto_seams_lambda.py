@@ -20,17 +20,30 @@ def test_moto_is_the_pinned_minor_version():
 
 
 def test_lambda_backend_exposes_what_the_runtime_reads():
-    from moto.awslambda.models import LambdaBackend, LambdaFunction
+    import boto3
+    from moto import mock_aws
+    from moto.awslambda.models import LambdaBackend
+    from moto.backends import get_backend
+    from moto.core import DEFAULT_ACCOUNT_ID
+
+    from tests.localcloud.lambda_helpers import ROLE_POLICY, zip_files
 
     assert "qualifier" in inspect.signature(LambdaBackend.get_function).parameters, (
         "LambdaBackend.get_function(name_or_arn, qualifier) changed: lambda_runtime.resolve needs it"
     )
-    source = inspect.getsource(LambdaFunction.__init__)
-    for attribute in ("code_bytes", "code_sha_256", "handler", "timeout", "environment_vars",
-                      "memory_size", "reserved_concurrency", "version"):
-        assert f"self.{attribute}" in source, (
-            f"moto's LambdaFunction no longer sets .{attribute}; lambda_runtime reads it"
-        )
+    with mock_aws():
+        role = boto3.client("iam").create_role(
+            RoleName="r", AssumeRolePolicyDocument=ROLE_POLICY)["Role"]["Arn"]
+        boto3.client("lambda").create_function(
+            FunctionName="f", Runtime="python3.11", Role=role, Handler="app.handler",
+            Code={"ZipFile": zip_files({"app.py": "def handler(e, c): pass"})})
+        fn = get_backend("lambda")[DEFAULT_ACCOUNT_ID]["us-east-1"].get_function("f", None)
+        for attribute in ("code_bytes", "code_sha_256", "handler", "timeout", "environment_vars",
+                          "memory_size", "reserved_concurrency", "version", "function_arn"):
+            assert hasattr(fn, attribute), (
+                f"moto's LambdaFunction has no .{attribute} any more; lambda_runtime reads it"
+            )
+        assert fn.code_bytes.startswith(b"PK"), "LambdaFunction.code_bytes is no longer the zip"
 
 
 def test_unknown_function_exception_has_a_message():
