@@ -39,3 +39,33 @@ class Defaults:
 
 
 defaults = Defaults()
+
+
+@dataclass
+class TrainConfig:
+    """Everything one training run needs, after arguments and SageMaker env are resolved."""
+
+    split_dirs: dict  # {"train": Path, "valid": Path, "test": Path} (local)
+    model_dir: str  # local path where artifacts are written (uploaded afterwards if s3)
+    checkpoint_dir: str
+    output_data_dir: str | None = None
+    arch: str = defaults.arch
+    epochs: int = defaults.epochs
+    lr: float = defaults.lr
+    batch_size: int = defaults.batch_size
+    image_size: int = defaults.image_size
+    patience: int = defaults.patience
+    seed: int = defaults.seed
+    train_backbone: bool = defaults.train_backbone
+    augment: bool = defaults.augment
+    cache_features: bool = defaults.cache_features
+    bf16: bool = False
+    workers: int = -1  # -1: auto
+    threads: int = 0  # 0: auto
+    weights: str | None = None
+    log_every_epoch: bool = True
+
+    def hyperparameters(self) -> dict:
+        keys = ("arch", "epochs", "lr", "batch_size", "image_size", "patience", "seed",
+                "train_backbone", "augment", "cache_features", "bf16")
+        return {k: getattr(self, k) for k in keys}

@@ -1,0 +1,24 @@
+"""CheckEndpoint: one poll of the endpoint; InService on this run's config ends the loop."""
+
+from __future__ import annotations
+
+from handlers.common import client, state_handler, with_section
+from handlers.errors import EndpointFailed
+
+
+@state_handler
+def handler(doc: dict) -> dict:
+    name, config = doc["endpoint"]["name"], doc["endpoint_config"]["name"]
+    described = client("sagemaker").describe_endpoint(EndpointName=name)
+    status = described["EndpointStatus"]
+    if status == "Failed":
+        raise EndpointFailed(f"{name}: {described.get('FailureReason', 'endpoint failed')}")
+    if status == "InService" and described["EndpointConfigName"] != config:
+        # An update that failed rolls back to the previous config and reports why.
+        reason = described.get("FailureReason") or "update rolled back"
+        raise EndpointFailed(f"{name} stayed on {described['EndpointConfigName']}: {reason}")
+    variants = described.get("ProductionVariants", [])
+    return with_section(doc, "endpoint", {
+        "status": status,
+        "instance_count": variants[0].get("CurrentInstanceCount") if variants else None,
+    })

@@ -1,0 +1,61 @@
+"""ConfigurePredictFunction: point the predict Lambda at the endpoint, publish a version, move
+the ``live`` alias to it, and apply reserved and provisioned concurrency."""
+
+from __future__ import annotations
+
+import time
+
+from botocore.exceptions import ClientError
+
+from handlers.common import client, error_code, setting, state_handler, with_section
+from handlers.errors import TransientAwsError
+
+ALIAS = "live"
+
+
+def point_at_endpoint(function: str, endpoint: str) -> None:
+    lam = client("lambda")
+    current = lam.get_function_configuration(FunctionName=function)
+    variables = current.get("Environment", {}).get("Variables", {})
+    if variables.get("ENDPOINT_NAME") != endpoint:
+        lam.update_function_configuration(
+            FunctionName=function, Environment={"Variables": {**variables, "ENDPOINT_NAME": endpoint}})
+    for _ in range(30):
+        status = lam.get_function_configuration(FunctionName=function).get("LastUpdateStatus")
+        if status in (None, "Successful"):
+            return
+        time.sleep(1)
+    raise TransientAwsError(f"{function} configuration update still {status}")
+
+
+def move_alias(function: str, version: str) -> str:
+    lam = client("lambda")
+    try:
+        return lam.update_alias(FunctionName=function, Name=ALIAS, FunctionVersion=version)["AliasArn"]
+    except ClientError as error:
+        if error_code(error) != "ResourceNotFoundException":
+            raise
+        return lam.create_alias(FunctionName=function, Name=ALIAS, FunctionVersion=version)["AliasArn"]
+
+
+def apply_concurrency(function: str, reserved: int, provisioned: int) -> str:
+    lam = client("lambda")
+    lam.put_function_concurrency(FunctionName=function, ReservedConcurrentExecutions=reserved)
+    if provisioned <= 0:
+        return "NONE"
+    return lam.put_provisioned_concurrency_config(
+        FunctionName=function, Qualifier=ALIAS, ProvisionedConcurrentExecutions=provisioned)["Status"]
+
+
+@state_handler
+def handler(doc: dict) -> dict:
+    function = setting("PREDICT_FUNCTION_NAME")
+    predict = doc["predict"]
+    point_at_endpoint(function, doc["endpoint"]["name"])
+    version = client("lambda").publish_version(
+        FunctionName=function, Description=f"serves {doc['endpoint']['name']} ({doc['run_id']})")["Version"]
+    alias_arn = move_alias(function, version)
+    status = apply_concurrency(function, int(predict["reserved_concurrency"]),
+                               int(predict["provisioned_concurrency"]))
+    return with_section(doc, "predict", {"function": function, "version": version,
+                                         "alias_arn": alias_arn, "provisioned_status": status})

@@ -1,0 +1,57 @@
+"""DeployEndpoint: create the endpoint, or move an existing one to this run's config.
+
+SageMaker updates blue/green: the old config keeps serving until the new one is InService, and
+a failed update rolls back. Autoscaling must be deregistered before an update; the
+RegisterAutoscaling state registers it again afterwards.
+"""
+
+from __future__ import annotations
+
+from botocore.exceptions import ClientError
+
+from handlers.common import client, error_code, logger, state_handler, with_section
+from handlers.errors import EndpointFailed, TransientAwsError
+
+
+def describe(name: str) -> dict | None:
+    try:
+        return client("sagemaker").describe_endpoint(EndpointName=name)
+    except ClientError as error:
+        if error_code(error) == "ValidationException":
+            return None
+        raise
+
+
+def deregister_autoscaling(name: str, variant: str) -> None:
+    try:
+        client("application-autoscaling").deregister_scalable_target(
+            ServiceNamespace="sagemaker", ResourceId=f"endpoint/{name}/variant/{variant}",
+            ScalableDimension="sagemaker:variant:DesiredInstanceCount")
+    except ClientError as error:
+        if error_code(error) != "ObjectNotFoundException":
+            raise
+
+
+def deploy(doc: dict) -> dict:
+    name, config = doc["endpoint"]["name"], doc["endpoint_config"]["name"]
+    sagemaker = client("sagemaker")
+    current = describe(name)
+    if current is None:
+        sagemaker.create_endpoint(EndpointName=name, EndpointConfigName=config,
+                                  Tags=[{"Key": "stepml:run-id", "Value": doc["run_id"]}])
+        return {"action": "created"}
+    if current["EndpointConfigName"] == config:
+        return {"action": doc["endpoint"].get("action", "unchanged")}  # retry/redrive: done already
+    if current["EndpointStatus"] in ("Creating", "Updating", "SystemUpdating", "RollingBack"):
+        raise TransientAwsError(f"endpoint {name} is {current['EndpointStatus']}; retrying")
+    if current["EndpointStatus"] == "Failed":
+        raise EndpointFailed(f"endpoint {name} is Failed; delete it before redeploying")
+    deregister_autoscaling(name, doc["endpoint_config"]["variant"])
+    sagemaker.update_endpoint(EndpointName=name, EndpointConfigName=config)
+    logger.info("updating endpoint", endpoint=name, previous=current["EndpointConfigName"])
+    return {"action": "updated", "previous_config": current["EndpointConfigName"]}
+
+
+@state_handler
+def handler(doc: dict) -> dict:
+    return with_section(doc, "endpoint", {**deploy(doc), "status": "Deploying"})

@@ -1,0 +1,72 @@
+"""StartEC2Training: launch one instance that trains, uploads, writes a status object and
+terminates itself (InstanceInitiatedShutdownBehavior=terminate).
+
+Idempotent: an instance already tagged with this run is reused (a ClientToken alone is not
+enough: it expires and the local cloud ignores it).
+"""
+
+from __future__ import annotations
+
+import time
+
+from handlers.common import client, logger, setting, state_handler, with_section
+from handlers.ec2_user_data import build_user_data
+
+RUN_TAG = "stepml:run-id"
+LIVE_STATES = ["pending", "running", "stopping", "stopped", "shutting-down"]
+
+
+def existing_instance(run_id: str) -> str | None:
+    reservations = client("ec2").describe_instances(Filters=[
+        {"Name": f"tag:{RUN_TAG}", "Values": [run_id]},
+        {"Name": "instance-state-name", "Values": LIVE_STATES},
+    ])["Reservations"]
+    instances = [i for r in reservations for i in r["Instances"]]
+    return instances[0]["InstanceId"] if instances else None
+
+
+def image_id() -> str:
+    pinned = setting("EC2_AMI_ID", "")
+    if pinned:
+        return pinned
+    parameter = setting("EC2_AMI_PARAMETER")
+    return client("ssm").get_parameter(Name=parameter)["Parameter"]["Value"]
+
+
+def run_uris(doc: dict) -> dict[str, str]:
+    base = f"s3://{doc['bucket']}/{doc['model_prefix']}{doc['run_id']}"
+    return {"model": f"{base}/output", "status": f"{base}/status.json"}
+
+
+def launch(doc: dict, uris: dict[str, str]) -> str:
+    user_data = build_user_data(
+        code_uri=setting("EC2_CODE_URI"), data_uri=doc["dataset"]["s3_uri"],
+        model_uri=uris["model"], status_uri=uris["status"],
+        hyperparameters=doc["training"]["hyperparameters"], region=setting("AWS_REGION", "us-east-1"),
+    )
+    tags = [{"Key": RUN_TAG, "Value": doc["run_id"]}, {"Key": "Name", "Value": f"stepml-{doc['run_id']}"},
+            {"Key": "stepml:purpose", "Value": "training"}]
+    response = client("ec2").run_instances(
+        ImageId=image_id(), InstanceType=doc["training"]["ec2_instance_type"], MinCount=1, MaxCount=1,
+        UserData=user_data, ClientToken=doc["run_id"][:64],
+        IamInstanceProfile={"Name": setting("EC2_INSTANCE_PROFILE")},
+        InstanceInitiatedShutdownBehavior="terminate",
+        TagSpecifications=[{"ResourceType": "instance", "Tags": tags}],
+        MetadataOptions={"HttpTokens": "required"},
+    )
+    return response["Instances"][0]["InstanceId"]
+
+
+@state_handler
+def handler(doc: dict) -> dict:
+    uris = run_uris(doc)
+    instance_id = existing_instance(doc["run_id"])
+    if instance_id:
+        logger.info("training instance already launched; reusing", instance_id=instance_id)
+    else:
+        instance_id = launch(doc, uris)
+    return with_section(doc, "training_job", {
+        "backend": "ec2", "instance_id": instance_id, "status": "InProgress",
+        "status_uri": uris["status"], "model_uri": uris["model"],
+        "started_at": doc.get("training_job", {}).get("started_at", time.time()),
+    })

@@ -1,0 +1,70 @@
+"""StartSageMakerTraining: start the script-mode training job for this run (or reuse it).
+
+The request template was built at deploy time by the SageMaker SDK's PyTorch estimator; this
+handler only fills in the run's names, data, hyperparameters and instance settings.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+from botocore.exceptions import ClientError
+
+from handlers.common import client, error_code, logger, setting, split_s3_uri, state_handler, with_section
+
+
+def load_training_template() -> dict:
+    bucket, key = split_s3_uri(setting("TRAINING_REQUEST_URI"))
+    return json.loads(client("s3").get_object(Bucket=bucket, Key=key)["Body"].read())
+
+
+def sagemaker_hyperparameters(template: dict, hyperparameters: dict) -> dict[str, str]:
+    """SageMaker passes every hyperparameter as a string; the SDK JSON-encodes each value."""
+    merged = dict(template.get("HyperParameters", {}))
+    merged.update({name: json.dumps(value) for name, value in hyperparameters.items()})
+    return merged
+
+
+def training_request(doc: dict, name: str, hyperparameters: dict) -> dict:
+    template = load_training_template()
+    training = doc["training"]
+    request = {key: value for key, value in template.items() if key != "S3Operations"}
+    request.update(
+        TrainingJobName=name,
+        HyperParameters=sagemaker_hyperparameters(template, hyperparameters),
+        InputDataConfig=[{
+            "ChannelName": "training",
+            "DataSource": {"S3DataSource": {
+                "S3DataType": "S3Prefix", "S3Uri": doc["dataset"]["s3_uri"],
+                "S3DataDistributionType": "FullyReplicated"}},
+        }],
+        OutputDataConfig={"S3OutputPath": f"s3://{doc['bucket']}/{doc['model_prefix']}"},
+        ResourceConfig={"InstanceType": training["instance_type"],
+                        "InstanceCount": int(training["instance_count"]), "VolumeSizeInGB": 30},
+        StoppingCondition={"MaxRuntimeInSeconds": int(training["max_wait_seconds"])},
+        Tags=[{"Key": "stepml:run-id", "Value": doc["run_id"]}],
+    )
+    return request
+
+
+def start_job(request: dict) -> None:
+    sagemaker = client("sagemaker")
+    try:
+        sagemaker.create_training_job(**request)
+    except ClientError as error:
+        # A retry or redrive after the first attempt created it: reuse that job.
+        if error_code(error) not in ("ResourceInUse", "ValidationException"):
+            raise
+        sagemaker.describe_training_job(TrainingJobName=request["TrainingJobName"])
+        logger.info("training job already exists; reusing", job=request["TrainingJobName"])
+
+
+@state_handler
+def handler(doc: dict) -> dict:
+    name = doc["run_id"][:63]
+    start_job(training_request(doc, name, doc["training"]["hyperparameters"]))
+    return with_section(doc, "training_job", {
+        "backend": "sagemaker", "name": name, "status": "InProgress",
+        "started_at": doc.get("training_job", {}).get("started_at", time.time()),
+    })

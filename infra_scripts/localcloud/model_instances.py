@@ -1,0 +1,391 @@
+"""Local model-server processes behind SageMaker endpoints: one process per instance.
+
+A ``Fleet`` holds the instances of one production variant. It routes round robin over the
+InService ones and drains an instance (no request in flight) before stopping it, so scaling and
+blue/green updates never drop a request. Artifacts are staged once per S3 object version.
+"""
+
+from __future__ import annotations
+
+import atexit
+import hashlib
+import http.client
+import itertools
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tarfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import urllib3
+
+# The SageMaker hosting contract: the container serves /ping and /invocations on a port.
+DEFAULT_SERVER_COMMAND: tuple[str, ...] = (
+    "{python}", "-m", "inference.server", "--model", "{model}", "--port", "{port}",
+    "--host", "{host}",
+)
+HOST = "127.0.0.1"
+PING_INTERVAL_S = 0.1
+
+_live: set[subprocess.Popen] = set()  # safety net if the cloud is never stopped
+
+
+class InstanceFailed(Exception):
+    """An instance could not reach InService; the message is the endpoint's FailureReason."""
+
+
+class ModelDataError(Exception):
+    """The model artifact could not be staged."""
+
+
+@dataclass(frozen=True)
+class LaunchSpec:
+    """How to start one instance of a variant."""
+
+    model_dir: Path
+    env: dict[str, str]
+    log_dir: Path
+    command: Sequence[str] = DEFAULT_SERVER_COMMAND
+    workers: int | None = None
+    startup_timeout_s: float = 300.0
+    invocation_timeout_s: float = 60.0
+    stop_grace_s: float = 5.0
+
+
+@dataclass
+class Reply:
+    status: int
+    body: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind((HOST, 0))
+        return int(probe.getsockname()[1])
+
+
+def last_line(path: Path) -> str:
+    try:
+        lines = path.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    return lines[-1].strip() if lines else ""
+
+
+class ModelInstance:
+    """One model-server process (an ``ml.*`` instance on AWS)."""
+
+    def __init__(self, spec: LaunchSpec) -> None:
+        self.id = f"i-{uuid.uuid4().hex[:17]}"
+        self.spec = spec
+        self.port = 0
+        self.status = "Pending"  # Pending → InService → Draining → Stopped
+        self.in_flight = 0
+        self.invocations = 0
+        self.process: subprocess.Popen | None = None
+        self.stderr_path = spec.log_dir / f"{self.id}.stderr.log"
+        self.stdout_path = spec.log_dir / f"{self.id}.stdout.log"
+        self._pool: urllib3.HTTPConnectionPool | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process else None
+
+    def start(self) -> None:
+        self.port = free_port()
+        self.spec.log_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.stdout_path, "ab") as out, open(self.stderr_path, "ab") as err:
+            # Own session: the server's worker processes die with it (killpg).
+            self.process = subprocess.Popen(
+                self._argv(), env={**self.spec.env, "SAGEMAKER_BIND_TO_PORT": str(self.port)},
+                cwd=self.spec.log_dir, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        _live.add(self.process)
+        self._pool = urllib3.HTTPConnectionPool(
+            HOST, self.port, maxsize=256, block=False, retries=False,
+            timeout=urllib3.Timeout(connect=2.0, read=self.spec.invocation_timeout_s),
+        )
+
+    def _argv(self) -> list[str]:
+        values = {"python": sys.executable, "model": str(self.spec.model_dir),
+                  "port": str(self.port), "host": HOST}
+        argv = [part.format(**values) for part in self.spec.command]
+        if self.spec.workers:
+            argv += ["--workers", str(self.spec.workers)]
+        return argv
+
+    def exit_code(self) -> int | None:
+        return None if self.process is None else self.process.poll()
+
+    def ping(self) -> bool:
+        connection = http.client.HTTPConnection(HOST, self.port, timeout=2.0)
+        try:
+            connection.request("GET", "/ping")
+            return connection.getresponse().status == 200
+        except OSError:
+            return False
+        finally:
+            connection.close()
+
+    def wait_until_healthy(self, cancelled: threading.Event) -> None:
+        """Block until /ping answers 200; raise InstanceFailed on exit, timeout or cancel."""
+        deadline = time.monotonic() + self.spec.startup_timeout_s
+        while True:
+            code = self.exit_code()
+            if code is not None:
+                raise InstanceFailed(self._reason(f"model server exited with code {code}"))
+            if self.ping():
+                return
+            if cancelled.is_set():
+                raise InstanceFailed("cancelled")
+            if time.monotonic() > deadline:
+                raise InstanceFailed(self._reason(
+                    f"model server did not answer /ping within {self.spec.startup_timeout_s:g} s"))
+            time.sleep(PING_INTERVAL_S)
+
+    def _reason(self, what: str) -> str:
+        line = last_line(self.stderr_path)
+        return f"Instance {self.id}: {what}" + (f"; last stderr line: {line}" if line else "")
+
+    def invoke(self, body: bytes, headers: dict[str, str]) -> Reply:
+        """POST /invocations; raises urllib3 errors when the process is unreachable."""
+        assert self._pool is not None
+        response = self._pool.urlopen("POST", "/invocations", body=body, headers=headers,
+                                      preload_content=True, redirect=False)
+        return Reply(response.status, response.data, dict(response.headers))
+
+    def stop(self) -> None:
+        self.status = "Stopped"
+        if self._pool is not None:
+            self._pool.close()
+        if self.process is None:
+            return
+        _signal_group(self.process, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=self.spec.stop_grace_s)
+        except subprocess.TimeoutExpired:
+            pass
+        _signal_group(self.process, signal.SIGKILL)  # also any worker left in the group
+        self.process.wait()
+        _live.discard(self.process)
+
+
+def _signal_group(process: subprocess.Popen, sig: int) -> None:
+    try:
+        os.killpg(process.pid, sig)
+    except OSError:
+        pass
+
+
+@atexit.register
+def _kill_leftovers() -> None:
+    for process in list(_live):
+        _signal_group(process, signal.SIGKILL)
+
+
+class Fleet:
+    """The instances of one production variant."""
+
+    def __init__(self, variant: str, spec: LaunchSpec) -> None:
+        self.variant = variant
+        self.spec = spec
+        self.instances: list[ModelInstance] = []
+        self.closed = threading.Event()
+        self._lock = threading.Lock()
+        self._turn = itertools.count()
+        self._drained = threading.Condition(self._lock)
+
+    def in_service(self) -> list[ModelInstance]:
+        with self._lock:
+            return [i for i in self.instances if i.status == "InService"]
+
+    def launch(self, count: int) -> list[ModelInstance]:
+        """Start ``count`` instances in parallel; they take traffic only once all are healthy.
+
+        On any failure every instance of this launch is stopped and InstanceFailed raised.
+        """
+        started = [ModelInstance(self.spec) for _ in range(count)]
+        try:
+            for instance in started:
+                instance.start()
+                with self._lock:
+                    self.instances.append(instance)
+            for instance in started:
+                instance.wait_until_healthy(self.closed)
+        except BaseException:
+            self._remove_and_stop(started)
+            raise
+        with self._lock:
+            if self.closed.is_set():
+                raise InstanceFailed("cancelled")
+            for instance in started:
+                instance.status = "InService"
+        return started
+
+    def _remove_and_stop(self, instances: list[ModelInstance]) -> None:
+        with self._lock:
+            self.instances = [i for i in self.instances if i not in instances]
+        for instance in instances:
+            instance.stop()
+
+    def acquire(self) -> ModelInstance | None:
+        """The next InService instance, round robin; the caller must release() it."""
+        with self._lock:
+            ready = [i for i in self.instances if i.status == "InService"]
+            if not ready:
+                return None
+            instance = ready[next(self._turn) % len(ready)]
+            instance.in_flight += 1
+            instance.invocations += 1
+            return instance
+
+    def release(self, instance: ModelInstance) -> None:
+        with self._lock:
+            instance.in_flight -= 1
+            self._drained.notify_all()
+
+    def mark_unhealthy(self, instance: ModelInstance) -> None:
+        with self._lock:
+            if instance.status == "InService":
+                instance.status = "Unhealthy"
+
+    def retire(self, count: int, drain_timeout_s: float) -> None:
+        """Take ``count`` instances (unhealthy ones first) out of rotation, drain, stop them."""
+        with self._lock:
+            candidates = sorted(self.instances, key=lambda i: i.status == "InService")
+            leaving = candidates[:count]
+            for instance in leaving:
+                instance.status = "Draining"
+        self._drain(leaving, drain_timeout_s)
+        self._remove_and_stop(leaving)
+
+    def _drain(self, instances: list[ModelInstance], timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        with self._lock:
+            while any(i.in_flight for i in instances):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return
+                self._drained.wait(remaining)
+
+    def retire_all(self, drain_timeout_s: float) -> None:
+        with self._lock:
+            count = len(self.instances)
+        self.retire(count, drain_timeout_s)
+
+    def stop_now(self) -> None:
+        """Stop everything without draining (delete, shutdown); cancels launches in progress."""
+        self.closed.set()
+        with self._lock:
+            instances = list(self.instances)
+            for instance in instances:
+                instance.status = "Draining"
+        self._remove_and_stop(instances)
+
+    def dead_instances(self) -> list[ModelInstance]:
+        with self._lock:
+            return [i for i in self.instances
+                    if i.status in ("InService", "Unhealthy") and i.exit_code() is not None]
+
+
+# -- model artifacts ---------------------------------------------------------------------------
+
+class ArtifactStore:
+    """Stages model data from (local) S3 into directories, once per object version."""
+
+    def __init__(self, root: Path, s3_client: Callable[[], Any]) -> None:
+        self.root = root
+        self._s3_client = s3_client
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    def stage(self, container: dict[str, Any]) -> Path:
+        """Directory holding the container's model data (empty if it has none)."""
+        source = container.get("ModelDataSource", {}).get("S3DataSource")
+        url = container.get("ModelDataUrl") or (source or {}).get("S3Uri")
+        if not url:
+            target = self.root / "empty"
+            target.mkdir(parents=True, exist_ok=True)
+            return target
+        compressed = (source or {}).get("CompressionType", "Gzip") != "None"
+        bucket, key = _split_s3_url(url)
+        client = self._s3_client()
+        version = self._version(client, bucket, key, compressed)
+        digest = hashlib.sha256(f"{url}|{version}".encode()).hexdigest()[:20]
+        target = self.root / digest
+        with self._lock_for(digest):
+            if not target.exists():
+                staging = self.root / f".{digest}.{uuid.uuid4().hex}"
+                try:
+                    self._fetch(client, bucket, key, compressed, staging)
+                    staging.rename(target)
+                finally:
+                    shutil.rmtree(staging, ignore_errors=True)
+        return target
+
+    def _lock_for(self, digest: str) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(digest, threading.Lock())
+
+    @staticmethod
+    def _version(client: Any, bucket: str, key: str, compressed: bool) -> str:
+        try:
+            if compressed:
+                return str(client.head_object(Bucket=bucket, Key=key)["ETag"])
+            listing = client.list_objects_v2(Bucket=bucket, Prefix=key)
+            return ",".join(item["ETag"] for item in listing.get("Contents", []))
+        except Exception as error:
+            raise ModelDataError(
+                f"Failed to download model data from s3://{bucket}/{key}: {error}") from error
+
+    @staticmethod
+    def _fetch(client: Any, bucket: str, key: str, compressed: bool, staging: Path) -> None:
+        staging.mkdir(parents=True)
+        if not compressed:
+            _download_prefix(client, bucket, key, staging)
+            return
+        archive = staging / "model.tar.gz"
+        try:
+            client.download_file(bucket, key, str(archive))
+        except Exception as error:
+            raise ModelDataError(
+                f"Failed to download model data from s3://{bucket}/{key}: {error}") from error
+        try:
+            with tarfile.open(archive) as tar:
+                tar.extractall(staging, filter="data")  # refuses absolute paths and ../
+        except (tarfile.TarError, OSError) as error:
+            raise ModelDataError(
+                f"Failed to extract model data from s3://{bucket}/{key} "
+                f"(expected a model.tar.gz): {error}") from error
+        finally:
+            archive.unlink(missing_ok=True)
+
+
+def _download_prefix(client: Any, bucket: str, prefix: str, staging: Path) -> None:
+    paginator = client.get_paginator("list_objects_v2")
+    for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
+        for item in page.get("Contents", []):
+            relative = item["Key"][len(prefix):].lstrip("/")
+            if not relative or ".." in Path(relative).parts:
+                continue
+            destination = staging / relative
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            client.download_file(bucket, item["Key"], str(destination))
+
+
+def _split_s3_url(url: str) -> tuple[str, str]:
+    if not url.startswith("s3://") or "/" not in url[5:]:
+        raise ModelDataError(f"Model data URL {url!r} is not an s3://bucket/key URL")
+    bucket, _, key = url[5:].partition("/")
+    return bucket, key
