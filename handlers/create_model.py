@@ -28,7 +28,7 @@ def handler(doc: dict) -> dict:
                 "Image": setting("INFERENCE_IMAGE_URI"),
                 "ModelDataUrl": doc["training_job"]["model_artifact"],
                 "Environment": {
-                    "SAGEMAKER_PROGRAM": "inference.py",
+                    "SAGEMAKER_PROGRAM": setting("INFERENCE_PROGRAM", "serve_entry.py"),
                     "SAGEMAKER_SUBMIT_DIRECTORY": setting("INFERENCE_SOURCE_URI"),
                     "SAGEMAKER_REGION": setting("AWS_REGION", "us-east-1"),
                 },

@@ -1,7 +1,97 @@
 """stepml command-line interface."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import signal
+import sys
+import threading
+
 import click
+from rich.console import Console
+
+os.environ.setdefault("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
+
+# Command groups that live beside the code they drive; each module exposes register(group).
+COMMAND_MODULES: tuple[str, ...] = ()
+
+console = Console()
 
 
 @click.group()
-def main() -> None:
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
+              help="TOML config file (default: ./stepml.toml if present, or $STEPML_CONFIG).")
+@click.pass_context
+def main(ctx: click.Context, config_path: str | None) -> None:
     """stepml: train, deploy and serve an image classifier with AWS Step Functions."""
+    ctx.obj = {"config_path": config_path}
+
+
+def load_config(ctx: click.Context, **overrides: object):
+    from statemachine.config import PipelineConfig
+
+    try:
+        return PipelineConfig.load(ctx.obj.get("config_path"), **overrides)
+    except ValueError as error:
+        raise click.UsageError(str(error)) from error
+
+
+@main.command()
+@click.option("--backend", type=click.Choice(["sagemaker", "ec2"]), default=None,
+              help="Training backend for this execution (default from config: sagemaker).")
+@click.option("--aws", is_flag=True, help="Run against AWS instead of the local cloud.")
+@click.option("--region", default=None, help="AWS region (with --aws).")
+@click.option("--dataset", "dataset_dir", type=click.Path(file_okay=False, exists=True), default=None,
+              help="Local ImageFolder dataset (train/valid/test) instead of the generated sample.")
+@click.pass_context
+def run(ctx: click.Context, backend: str | None, aws: bool, region: str | None,
+        dataset_dir: str | None) -> None:
+    """Deploy the pipeline, upload a dataset, run one execution and follow it to the end."""
+    from pathlib import Path
+
+    from infra_scripts.run import run_pipeline
+
+    config = load_config(ctx, region=region)
+    outcome = run_pipeline(config, backend or config.training_backend, console, aws=aws,
+                           dataset_dir=Path(dataset_dir) if dataset_dir else None)
+    sys.exit(0 if outcome.status == "SUCCEEDED" else 1)
+
+
+@main.command("local-cloud")
+@click.option("--port", type=int, default=4566, show_default=True)
+def local_cloud(port: int) -> None:
+    """Run the local cloud on 127.0.0.1 until interrupted."""
+    from infra_scripts.localcloud.server import LocalCloud
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with LocalCloud(port=port) as cloud:
+        console.print(f"local cloud listening on [bold]{cloud.url}[/]")
+        console.print(f"  export AWS_ENDPOINT_URL={cloud.url} AWS_ACCESS_KEY_ID=localcloud "
+                      f"AWS_SECRET_ACCESS_KEY=localcloud AWS_DEFAULT_REGION={cloud.region}")
+        try:
+            stop.wait()
+        except KeyboardInterrupt:
+            pass
+
+
+@main.command()
+@click.option("--write", is_flag=True, help="Regenerate statemachine/definition.asl.json.")
+@click.pass_context
+def definition(ctx: click.Context, write: bool) -> None:
+    """Print the state machine's ASL (Amazon States Language) definition."""
+    from statemachine.workflow import definition_json, write_snapshot
+
+    if write:
+        console.print(f"wrote {write_snapshot()}")
+        return
+    click.echo(definition_json(load_config(ctx)), nl=False)
+
+
+def _register_command_modules() -> None:
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(main)
+
+
+_register_command_modules()

@@ -4,6 +4,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 
+ARCHS = ("resnet18", "resnet34", "resnet50")
+
+
 class InputError(Exception):
     """Bad data or hyperparameters: reported as one `error: ...` line and exit code 2."""
 
@@ -19,16 +22,16 @@ class Defaults:
 
     # synthetic demo dataset (stepml make-dataset / stepml run)
     classes: int = 4
-    per_class: int = 30
+    per_class: int = 50
     dataset_size: int = 64
     dataset_seed: int = 0
     # training
     arch: str = "resnet18"
     image_size: int = 64
-    epochs: int = 15
+    epochs: int = 50
     lr: float = 3e-3
     batch_size: int = 32
-    patience: int = 5
+    patience: int = 10
     seed: int = 0
     augment: bool = False
     cache_features: bool = True
@@ -63,7 +66,6 @@ class TrainConfig:
     workers: int = -1  # -1: auto
     threads: int = 0  # 0: auto
     weights: str | None = None
-    log_every_epoch: bool = True
 
     def hyperparameters(self) -> dict:
         keys = ("arch", "epochs", "lr", "batch_size", "image_size", "patience", "seed",

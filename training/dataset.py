@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import colorsys
 import math
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
 
-from training.config import InputError
+from training.config import InputError, defaults
 
 SPLITS = ("train", "valid", "test")
 # dogImages calls it "valid"; accept the other common spellings when "valid" is absent.
@@ -54,8 +55,10 @@ def class_names(classes: int) -> list[str]:
     return names
 
 
-def make_dataset(out_dir: str | Path, classes: int = 4, per_class: int = 30, size: int = 64,
-                 seed: int = 0, splits: Sequence[float | int] = (0.7, 0.15, 0.15)) -> Path:
+def make_dataset(out_dir: str | Path, classes: int = defaults.classes,
+                 per_class: int = defaults.per_class, size: int = defaults.dataset_size,
+                 seed: int = defaults.dataset_seed,
+                 splits: Sequence[float | int] = (0.7, 0.15, 0.15)) -> Path:
     """Write a deterministic synthetic ImageFolder dataset of JPEGs and return its root.
 
     Each class has its own background hue, a contrasting foreground hue and its own shape or
@@ -196,6 +199,11 @@ def image_folder(root: Path, transform):
     from torchvision import datasets
 
     class SafeImageFolder(datasets.ImageFolder):
+        def find_classes(self, directory):  # same rule as scan_split: hidden folders ignored
+            classes = sorted(e.name for e in os.scandir(directory)
+                             if e.is_dir() and not e.name.startswith("."))
+            return classes, {name: i for i, name in enumerate(classes)}
+
         def __getitem__(self, index: int):
             path, target = self.samples[index]
             try:

@@ -9,10 +9,10 @@ stopping decisions agree without extra messages).
 """
 from __future__ import annotations
 
-import copy
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,8 +35,9 @@ class Context:
     info: D.DistInfo
     device: torch.device
     workers: int
+    log: Callable[..., None]  # log(line, err=False): rank 0 prints, other ranks stay quiet
+    feature_dim: int = 0
     skipped: set = field(default_factory=set)  # paths of unreadable images seen by this rank
-    log: callable = print
 
 
 @dataclass
@@ -78,17 +79,11 @@ def extract(backbone: nn.Module, dataset, indices: list[int], ctx: Context):
             if len(y):
                 feats.append(backbone(to_device(x, ctx)).float())
                 labels.append(y.to(ctx.device))
-    dim = backbone[-2].__class__ and _feature_dim(backbone)
     if not feats:
-        return torch.empty(0, dim, device=ctx.device), torch.empty(0, dtype=torch.long)
+        return (torch.empty(0, ctx.feature_dim, device=ctx.device),
+                torch.empty(0, dtype=torch.long, device=ctx.device))
     # clone() outside inference_mode: cached features must be usable by autograd later
     return torch.cat(feats).clone(), torch.cat(labels).clone()
-
-
-def _feature_dim(backbone: nn.Module) -> int:
-    last_block = backbone[7][-1]
-    last_bn = [m for m in last_block.modules() if isinstance(m, nn.BatchNorm2d)][-1]
-    return last_bn.num_features
 
 
 def cache_split(backbone: nn.Module, dataset, split: str, ctx: Context):
@@ -96,7 +91,7 @@ def cache_split(backbone: nn.Module, dataset, split: str, ctx: Context):
     n, info = len(dataset), ctx.info
     x, y = extract(backbone, dataset, shard_indices(n, info.rank, info.world_size), ctx)
     pad = padded_shard_len(n, info.world_size)
-    x, y = D.all_gather_rows(x, pad, info), D.all_gather_rows(y.to(ctx.device), pad, info)
+    x, y = D.all_gather_rows(x, pad, info), D.all_gather_rows(y, pad, info)
     if len(y) == 0:
         raise InputError(f"no readable images in the {split} split")
     return x, y
@@ -146,13 +141,7 @@ def epoch_images(module: nn.Module, backbone: nn.Module | None, train_loader: Da
     total, count = 0.0, 0
     for x, y, bad in train_loader:
         _note_skipped(dataset, bad, ctx)
-        inputs, targets = (to_device(x, ctx), y.to(ctx.device)) if len(y) else (x, y)
-        if backbone is not None and len(y):
-            with torch.inference_mode(), autocast(ctx):
-                inputs = backbone(inputs).float()
-            inputs = inputs.clone()
-        elif not len(y):
-            inputs = _empty_like_input(module, backbone, ctx)
+        inputs, targets = _batch_inputs(x, y, backbone, ctx)
         s, c = _step(module, inputs, targets, opt, ctx)
         total, count = total + s, count + c
     total, count = D.all_reduce_sum([total, count], ctx.info, ctx.device)
@@ -161,11 +150,20 @@ def epoch_images(module: nn.Module, backbone: nn.Module | None, train_loader: Da
     return total / count
 
 
-def _empty_like_input(module: nn.Module, backbone, ctx: Context) -> torch.Tensor:
-    if backbone is not None:
-        return torch.zeros(0, _feature_dim(backbone), device=ctx.device)
-    size = ctx.cfg.image_size
-    return torch.zeros(0, 3, size, size, device=ctx.device)
+def _batch_inputs(x: torch.Tensor, y: torch.Tensor, backbone: nn.Module | None,
+                  ctx: Context) -> tuple[torch.Tensor, torch.Tensor]:
+    """Model inputs for one batch: images, or frozen-backbone features (no autograd graph)."""
+    y = y.to(ctx.device)
+    if not len(y):  # every image unreadable: an empty input of the right width
+        size = ctx.cfg.image_size
+        shape = (0, ctx.feature_dim) if backbone is not None else (0, 3, size, size)
+        return torch.zeros(shape, device=ctx.device), y
+    x = to_device(x, ctx)
+    if backbone is None:
+        return x, y
+    with torch.inference_mode(), autocast(ctx):
+        feats = backbone(x).float()
+    return feats.clone(), y  # clone: a normal tensor the head's autograd may save
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -252,8 +250,11 @@ def fit(net: nn.Module, splits: Splits, classes: list[str], ctx: Context) -> dic
     """Train with early stopping and per-epoch checkpoints; return the metrics dict."""
     cfg, info = ctx.cfg, ctx.info
     started = time.perf_counter()
+    ctx.feature_dim = net.fc[0].in_features
     backbone = backbone_of(net)
     frozen = not cfg.train_backbone
+    if frozen:
+        net.eval()  # BatchNorm statistics of a frozen backbone must not drift
     feature_seconds = _cache_features(backbone, splits, ctx) if frozen else 0.0
     module = net.fc if frozen else net
     ddp = DDP(module) if info.enabled else module
@@ -276,10 +277,7 @@ def fit(net: nn.Module, splits: Splits, classes: list[str], ctx: Context) -> dic
         if stopped:
             break
         t0 = time.perf_counter()
-        if frozen:
-            net.eval()  # BatchNorm statistics of a frozen backbone must not drift
-        else:
-            net.train()
+        net.train(not frozen)
         if "train" in splits.cached:
             train_loss = epoch_cached(ddp, *splits.cached["train"], opt, epoch, ctx)
         else:
@@ -352,6 +350,3 @@ def _evaluate(net: nn.Module, splits: Splits, split: str, ctx: Context) -> tuple
         return eval_cached(net.fc, *splits.cached[split])
     return eval_images(net, getattr(splits, split), split, ctx)
 
-
-def copy_state(net: nn.Module) -> dict:
-    return copy.deepcopy(net.state_dict())

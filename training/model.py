@@ -9,9 +9,8 @@ import torch
 from torch import nn
 from torchvision import models
 
-from training.config import InputError
+from training.config import ARCHS, InputError
 
-ARCHS = ("resnet18", "resnet34", "resnet50")
 HIDDEN = 128
 
 

@@ -100,7 +100,8 @@ def _invoke(handler: Any, spec: WorkerSpec, request: dict[str, Any]) -> dict[str
         result = handler(json.loads(request["event"]), context)
         reply = _serialise(result)
     except Exception as error:
-        stack = traceback.format_exception(error)
+        # Like Lambda's runtime: the trace starts in the handler, not in this loop.
+        stack = traceback.format_exception(type(error), error, error.__traceback__.tb_next)
         print("".join(stack), file=sys.stderr, flush=True)
         reply = {"ok": False, "payload": json.dumps(_error(type(error).__name__, str(error), stack))}
     elapsed_ms = (time.perf_counter() - started) * 1000

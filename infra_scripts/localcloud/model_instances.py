@@ -218,19 +218,21 @@ class Fleet:
         started = [ModelInstance(self.spec) for _ in range(count)]
         try:
             for instance in started:
+                if self.closed.is_set():
+                    raise InstanceFailed("cancelled")
                 instance.start()
                 with self._lock:
                     self.instances.append(instance)
             for instance in started:
                 instance.wait_until_healthy(self.closed)
+            with self._lock:
+                if self.closed.is_set():
+                    raise InstanceFailed("cancelled")
+                for instance in started:
+                    instance.status = "InService"
         except BaseException:
             self._remove_and_stop(started)
             raise
-        with self._lock:
-            if self.closed.is_set():
-                raise InstanceFailed("cancelled")
-            for instance in started:
-                instance.status = "InService"
         return started
 
     def _remove_and_stop(self, instances: list[ModelInstance]) -> None:
@@ -293,10 +295,13 @@ class Fleet:
                 instance.status = "Draining"
         self._remove_and_stop(instances)
 
-    def dead_instances(self) -> list[ModelInstance]:
+    def unhealthy_instances(self) -> list[ModelInstance]:
+        """Instances that failed a request or whose process exited."""
         with self._lock:
-            return [i for i in self.instances
-                    if i.status in ("InService", "Unhealthy") and i.exit_code() is not None]
+            for instance in self.instances:
+                if instance.status == "InService" and instance.exit_code() is not None:
+                    instance.status = "Unhealthy"
+            return [i for i in self.instances if i.status == "Unhealthy"]
 
 
 # -- model artifacts ---------------------------------------------------------------------------

@@ -1,0 +1,779 @@
+"""SageMaker training jobs on the local cloud: the training entry point runs as local processes.
+
+``CreateTrainingJob`` (moto's backend method, wrapped) records the job as moto does and starts a
+background run; ``DescribeTrainingJob``/``ListTrainingJobs``/tags stay moto's, reading the fields
+the run updates on moto's job object. ``StopTrainingJob`` (absent in moto) is a route.
+
+Lifecycle (``TrainingJobStatus`` / ``SecondaryStatus``)::
+
+    InProgress/Starting → InProgress/Downloading (channels, source dir, checkpoints from S3)
+      → InProgress/Training (one process per instance) → InProgress/Uploading → Completed/Completed
+    a non-zero exit, a data or upload error → Failed/Failed with FailureReason
+    StopTrainingJob → Stopping/Stopping → Stopped/Stopped (SIGTERM, grace, SIGKILL)
+    MaxRuntimeInSeconds passed → Stopped/MaxRuntimeExceeded
+
+Job layout under ``<work_dir>/sagemaker/training/<job>/``: ``input/data/<channel>`` (shared by the
+hosts), ``code/`` (extracted ``sagemaker_submit_directory``), and per host ``algo-N/``
+with ``model/``, ``output/data/``, ``checkpoints/``, ``input/config/*.json`` and ``algo-N.log``.
+
+What runs: with ``sagemaker_program`` (the SDK's script mode) that program from the extracted
+``sagemaker_submit_directory`` (``.py`` with the venv's python, ``.sh`` with bash); otherwise
+``python -m training.train`` from the project (options ``entry_module``, ``code_dir``).
+Hyperparameters are JSON-decoded where they parse (the SDK JSON-encodes them), ``sagemaker_*``
+keys dropped, and passed as ``--key value`` sorted by key, as the SageMaker training toolkit does.
+Environment: SageMaker's ``SM_*`` contract plus ``MASTER_ADDR``/``MASTER_PORT`` (127.0.0.1, a
+free port) for multi-instance jobs, and ``SM_CHECKPOINT_DIR`` (local-cloud only: where
+``/opt/ml/checkpoints`` would be).
+
+Logs: each host's stdout+stderr go to ``algo-N.log`` and to CloudWatch Logs (group
+``/aws/sagemaker/TrainingJobs``, stream ``<job>/algo-N-<epoch>``), line by line.
+Metrics: each line is searched with the job's ``MetricDefinitions`` regexes (first group, as a
+float); ``FinalMetricDataList`` holds the latest value of each, live while training.
+FailureReason: ``AlgorithmError: <reason> (exit code N)`` where reason is the failing host's
+``failure`` file (``output/failure`` or ``output/data/failure``), else its last ``error:`` line,
+else its last stderr line; ``ClientError: ...`` for bad channels/source dir/output location.
+
+Options (``settings.options["sagemaker_training"]``): ``entry_module`` ("training.train"),
+``code_dir`` (project root), ``stop_grace_s`` (5), ``num_gpus`` (0).
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tarfile
+import threading
+import time
+import traceback
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import IO, Any
+
+from werkzeug.wrappers import Request, Response
+
+from infra_scripts.localcloud.server import (
+    LOCAL_CREDENTIALS,
+    LocalCloud,
+    aws_error,
+    json_response,
+    match_target,
+    python_executable,
+)
+
+OPTIONS_KEY = "sagemaker_training"
+LOG_GROUP = "/aws/sagemaker/TrainingJobs"
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+TERMINAL = frozenset({"Completed", "Failed", "Stopped"})
+JOB_NAME = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")
+MAX_REASON = 1024
+MESSAGES = {
+    "Starting": "Preparing the instances for training",
+    "Downloading": "Downloading input data",
+    "Training": "Training image download completed. Training in progress.",
+    "Uploading": "Uploading generated training model",
+    "Completed": "Training job completed",
+    "Failed": "Training job failed",
+    "Stopping": "Stopping the training job",
+    "Stopped": "The training job was stopped",
+    "MaxRuntimeExceeded": "The job stopped because it exceeded the maximum allowed runtime",
+}
+
+
+class JobError(Exception):
+    """A failure SageMaker blames on the request or its data (FailureReason ``ClientError``)."""
+
+
+def utcnow() -> datetime:
+    from moto.core.utils import utcnow as moto_utcnow  # the clock moto's own fields use
+
+    return moto_utcnow()
+
+
+# -- run state ------------------------------------------------------------------------------
+@dataclass
+class HostProcess:
+    host: str
+    popen: subprocess.Popen
+    log: IO[str]
+    stream: str
+    readers: list[threading.Thread] = field(default_factory=list)
+    last_error: str | None = None
+    stderr_tail: deque = field(default_factory=lambda: deque(maxlen=20))
+
+
+@dataclass
+class TrainingRun:
+    job: Any  # moto's FakeTrainingJob; the run writes its response fields
+    region: str
+    root: Path
+    metric_patterns: list[tuple[str, re.Pattern[str]]]
+    stop_requested: threading.Event = field(default_factory=threading.Event)
+    stop_status: str = "Stopped"
+    hosts: list[HostProcess] = field(default_factory=list)
+    metrics: dict[str, tuple[float, datetime]] = field(default_factory=dict)
+    lock: threading.RLock = field(default_factory=threading.RLock)
+    thread: threading.Thread | None = None
+
+    @property
+    def name(self) -> str:
+        return str(self.job.training_job_name)
+
+    def host_dir(self, host: str) -> Path:
+        return self.root / host
+
+    def pids(self) -> list[int]:
+        return [h.popen.pid for h in self.hosts]
+
+
+# -- the extension ------------------------------------------------------------------------
+class LocalTraining:
+    """Runs and tracks the local cloud's training jobs; ``cloud.extensions['sagemaker_training']``."""
+
+    def __init__(self, cloud: LocalCloud) -> None:
+        self.cloud = cloud
+        self.root = cloud.work_dir / "sagemaker" / "training"
+        self.runs: dict[str, TrainingRun] = {}  # by job ARN
+        self._lock = threading.Lock()
+        self._closing = threading.Event()
+
+    def option(self, name: str, default: Any) -> Any:
+        return self.cloud.settings.option(OPTIONS_KEY, name, default)
+
+    # -- public helpers (CLI progress, tests, HPO) -------------------------------------------
+    def run_for(self, name: str, region: str | None = None) -> TrainingRun | None:
+        from moto.sagemaker.models import FakeTrainingJob
+
+        arn = FakeTrainingJob.arn_formatter(name, self.cloud.account_id, region or self.cloud.region)
+        return self.runs.get(arn)
+
+    def log_text(self, name: str, region: str | None = None) -> str:
+        """All hosts' log lines of a job, host by host."""
+        run = self.run_for(name, region)
+        if run is None:
+            return ""
+        return "".join(p.read_text(errors="replace") for p in sorted(run.root.glob("algo-*/*.log")))
+
+    def wait(self, name: str, timeout_s: float = 60.0, region: str | None = None) -> str:
+        """Block until the job is terminal; returns its TrainingJobStatus."""
+        run = self.run_for(name, region)
+        if run is None:
+            raise KeyError(name)
+        if run.thread is not None:
+            run.thread.join(timeout_s)
+        return str(run.job.training_job_status)
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def start(self, job: Any, region: str) -> TrainingRun:
+        run = TrainingRun(job=job, region=region, root=self.root / job.training_job_name,
+                          metric_patterns=_metric_patterns(job.algorithm_specification))
+        if run.root.exists():  # a name reused after moto's reset: start clean
+            shutil.rmtree(run.root, ignore_errors=True)
+        run.root.mkdir(parents=True)
+        with self._lock:
+            self.runs[job.arn] = run
+        run.thread = threading.Thread(target=self._execute, args=(run,),
+                                      name=f"training-{run.name}", daemon=True)
+        run.thread.start()
+        return run
+
+    def request_stop(self, run: TrainingRun) -> None:
+        with run.lock:
+            if run.job.training_job_status in TERMINAL:
+                return
+            if run.job.training_job_status != "Stopping":
+                _transition(run, "Stopping", primary="Stopping")
+        run.stop_requested.set()
+
+    def shutdown(self) -> None:
+        """Kill every job's processes at once (cloud.stop); no uploads, no status changes."""
+        self._closing.set()
+        runs = list(self.runs.values())
+        for run in runs:
+            run.stop_requested.set()
+            for host in run.hosts:
+                _signal_group(host.popen, signal.SIGKILL)
+        for run in runs:
+            if run.thread is not None:
+                run.thread.join(timeout=10)
+
+    def _execute(self, run: TrainingRun) -> None:
+        try:
+            self._lifecycle(run)
+        except JobError as error:
+            self._finish(run, "Failed", reason=f"ClientError: {error}")
+        except Exception as error:  # a bug here must still end the job as Failed
+            self._system_log(run, traceback.format_exc())
+            self._finish(run, "Failed", reason=f"InternalServerError: {error!r}")
+        finally:
+            for host in run.hosts:
+                _signal_group(host.popen, signal.SIGKILL)
+                with run.lock:
+                    host.log.close()
+
+    def _lifecycle(self, run: TrainingRun) -> None:
+        _set(run.job, training_start_time=utcnow())
+        _transition(run, "Downloading")
+        self._download_inputs(run)
+        command, cwd, code_dir = self._entry(run)
+        if run.stop_requested.is_set():
+            self._finish(run, run.stop_status)
+            return
+        _transition(run, "Training")
+        failed = self._train(run, command, cwd, code_dir)
+        if self._closing.is_set():
+            return
+        if failed is not None:
+            self._finish(run, "Failed", reason=_failure_reason(run, failed))
+            return
+        stopped = run.stop_requested.is_set()
+        if not stopped:
+            _transition(run, "Uploading")
+        self._upload_outputs(run)  # a stopped job keeps what it saved, as on SageMaker
+        self._finish(run, run.stop_status if stopped else "Completed")
+
+    def _finish(self, run: TrainingRun, outcome: str, reason: str | None = None) -> None:
+        if self._closing.is_set():
+            return
+        job = run.job
+        with run.lock:
+            if job.training_job_status in TERMINAL:
+                return
+            end = utcnow()
+            start = job.training_start_time or job.creation_time
+            seconds = max(1, int((end - start).total_seconds()))
+            _set(job, training_end_time=end, training_time_in_seconds=seconds,
+                 billable_time_in_seconds=seconds)
+            if reason:
+                _set(job, failure_reason=reason[:MAX_REASON])  # visible before the status
+            primary = "Stopped" if outcome == "MaxRuntimeExceeded" else outcome
+            _transition(run, outcome, primary=primary)
+
+    # -- inputs ------------------------------------------------------------------------------
+    def _download_inputs(self, run: TrainingRun) -> None:
+        for channel in run.job.input_data_config or []:
+            name = channel["ChannelName"]
+            source = channel.get("DataSource", {}).get("S3DataSource")
+            if not source:
+                raise JobError(f"channel {name}: only S3DataSource is supported locally")
+            if source.get("S3DataType", "S3Prefix") != "S3Prefix":
+                raise JobError(f"channel {name}: S3DataType {source['S3DataType']} is not "
+                               "supported locally (use S3Prefix)")
+            count = self._download_prefix(source["S3Uri"], run.root / "input" / "data" / name)
+            if count == 0:
+                raise JobError(f'No S3 objects found under S3 URL "{source["S3Uri"]}" given in '
+                               f"input data source of channel {name}.")
+        checkpoint = run.job.checkpoint_config or {}
+        if checkpoint.get("S3Uri"):
+            self._download_prefix(checkpoint["S3Uri"], run.host_dir("algo-1") / "checkpoints")
+
+    def _download_prefix(self, uri: str, target: Path) -> int:
+        bucket, prefix = split_s3_uri(uri)
+        s3 = self._s3()
+        keys = list(_list_keys(s3, bucket, prefix))
+        target.mkdir(parents=True, exist_ok=True)
+
+        def fetch(key: str) -> None:
+            relative = key[len(prefix):].lstrip("/") or key.rsplit("/", 1)[-1]
+            destination = (target / relative).resolve()
+            if not destination.is_relative_to(target.resolve()):
+                raise JobError(f"object key {key!r} escapes the channel directory")
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            s3.download_file(bucket, key, str(destination))
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            list(pool.map(fetch, keys))
+        return len(keys)
+
+    def _entry(self, run: TrainingRun) -> tuple[list[str], Path, Path]:
+        """The command, its working directory and the code directory put on PYTHONPATH."""
+        hyperparameters = run.job.hyper_parameters or {}
+        program = decode_value(hyperparameters.get("sagemaker_program", ""))
+        submit = decode_value(hyperparameters.get("sagemaker_submit_directory", ""))
+        code_dir = Path(self.option("code_dir", str(PROJECT_ROOT)))
+        if submit:
+            code_dir = self._fetch_source(str(submit), run.root / "code")
+        args = cli_args(hyperparameters)
+        if not program:
+            module = str(self.option("entry_module", "training.train"))
+            return [python_executable(), "-m", module, *args], run.root, code_dir
+        script = (code_dir / str(program)).resolve()
+        if not script.is_relative_to(code_dir.resolve()) or not script.is_file():
+            raise JobError(f"sagemaker_program {program!r} not found in the source directory")
+        runner = {".py": [python_executable()], ".sh": ["bash"]}.get(script.suffix, [])
+        return [*runner, str(script), *args], code_dir, code_dir
+
+    def _fetch_source(self, uri: str, target: Path) -> Path:
+        target.mkdir(parents=True, exist_ok=True)
+        if uri.startswith("s3://"):
+            archive = target.parent / "sourcedir.tar.gz"
+            bucket, key = split_s3_uri(uri)
+            try:
+                self._s3().download_file(bucket, key, str(archive))
+            except Exception as error:
+                raise JobError(f"could not download the source directory {uri}: {error}") from None
+        else:
+            archive = Path(uri.removeprefix("file://"))
+            if archive.is_dir():
+                return archive
+        try:
+            with tarfile.open(archive) as tar:
+                tar.extractall(target, filter="data")
+        except (tarfile.TarError, OSError) as error:
+            raise JobError(f"could not extract the source directory {uri}: {error}") from None
+        return target
+
+    # -- training ----------------------------------------------------------------------------
+    def _train(self, run: TrainingRun, command: list[str], cwd: Path,
+               code_dir: Path) -> HostProcess | None:
+        """Run one process per instance; returns the host that failed, or None."""
+        count = int((run.job.resource_config or {}).get("InstanceCount", 1))
+        hosts = [f"algo-{index + 1}" for index in range(count)]
+        port = _free_port() if count > 1 else None
+        for host in hosts:
+            env = self._host_env(run, host, hosts, code_dir, port)
+            run.hosts.append(self._spawn(run, host, command, cwd, env))
+        return self._watch(run)
+
+    def _watch(self, run: TrainingRun) -> HostProcess | None:
+        limit = (run.job.stopping_condition or {}).get("MaxRuntimeInSeconds")
+        deadline = time.monotonic() + float(limit) if limit else None
+        while True:
+            codes = [host.popen.poll() for host in run.hosts]
+            failed = next((h for h, c in zip(run.hosts, codes, strict=True) if c), None)
+            if failed is not None or all(c == 0 for c in codes):
+                break
+            if deadline is not None and time.monotonic() > deadline:
+                run.stop_status = "MaxRuntimeExceeded"
+                run.stop_requested.set()
+            if run.stop_requested.is_set():
+                grace = 0.0 if self._closing.is_set() else float(self.option("stop_grace_s", 5))
+                _terminate(run.hosts, grace)
+                failed = None
+                break
+            run.stop_requested.wait(0.1)
+        if failed is not None:  # SageMaker ends the other hosts when one fails
+            _terminate(run.hosts, 1.0)
+        for host in run.hosts:
+            _signal_group(host.popen, signal.SIGKILL)  # orphaned workers would hold the pipes
+            for reader in host.readers:
+                reader.join(timeout=5)
+        return failed
+
+    def _host_env(self, run: TrainingRun, host: str, hosts: list[str], code_dir: Path,
+                  port: int | None) -> dict[str, str]:
+        job = run.job
+        base = run.host_dir(host)
+        for sub in ("model", "output/data", "checkpoints", "input/config"):
+            (base / sub).mkdir(parents=True, exist_ok=True)
+        channels = [c["ChannelName"] for c in job.input_data_config or []]
+        hyperparameters = {k: decode_value(v) for k, v in (job.hyper_parameters or {}).items()
+                           if not k.startswith("sagemaker_")}
+        resource = job.resource_config or {}
+        self._write_config(base / "input" / "config", run, host, hosts)
+        env = {
+            "SM_HOSTS": json.dumps(hosts),
+            "SM_CURRENT_HOST": host,
+            "SM_NUM_CPUS": str(max(1, (os.cpu_count() or 1) // len(hosts))),
+            "SM_NUM_GPUS": str(self.option("num_gpus", 0)),
+            "SM_CURRENT_INSTANCE_TYPE": str(resource.get("InstanceType", "local")),
+            "SM_MODEL_DIR": str(base / "model"),
+            "SM_OUTPUT_DIR": str(base / "output"),
+            "SM_OUTPUT_DATA_DIR": str(base / "output" / "data"),
+            "SM_INPUT_DIR": str(run.root / "input"),
+            "SM_INPUT_CONFIG_DIR": str(base / "input" / "config"),
+            "SM_CHECKPOINT_DIR": str(base / "checkpoints"),
+            "SM_CHANNELS": json.dumps(sorted(channels)),
+            "SM_HPS": json.dumps(hyperparameters),
+            "SM_USER_ARGS": json.dumps(cli_args(job.hyper_parameters or {})),
+            "SM_MODULE_DIR": str(code_dir),
+            "TRAINING_JOB_NAME": run.name,
+            "TRAINING_JOB_ARN": str(job.arn),
+            "PYTHONPATH": str(code_dir),
+        }
+        for channel in channels:
+            env[f"SM_CHANNEL_{channel.upper()}"] = str(run.root / "input" / "data" / channel)
+        for key, value in hyperparameters.items():
+            env[f"SM_HP_{key.upper()}"] = render_value(value)
+        if port is not None:
+            env.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+        env.update({str(k): str(v) for k, v in (job.environment or {}).items()})
+        return self.cloud.child_env(env)
+
+    @staticmethod
+    def _write_config(config_dir: Path, run: TrainingRun, host: str, hosts: list[str]) -> None:
+        job = run.job
+        (config_dir / "hyperparameters.json").write_text(json.dumps(job.hyper_parameters or {}))
+        (config_dir / "resourceconfig.json").write_text(json.dumps(
+            {"current_host": host, "hosts": hosts, "network_interface_name": "lo"}))
+        (config_dir / "inputdataconfig.json").write_text(json.dumps(
+            {c["ChannelName"]: {k: v for k, v in c.items() if k != "ChannelName"}
+             for c in job.input_data_config or []}, default=str))
+
+    def _spawn(self, run: TrainingRun, host: str, command: list[str], cwd: Path,
+               env: dict[str, str]) -> HostProcess:
+        log = open(run.host_dir(host) / f"{host}.log", "a", encoding="utf-8")  # noqa: SIM115
+        stream = f"{run.name}/{host}-{int(time.time())}"
+        self._ensure_stream(run.region, stream)
+        popen = subprocess.Popen(command, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 start_new_session=True)  # its own group: stop kills workers too
+        process = HostProcess(host=host, popen=popen, log=log, stream=stream)
+        self._emit(run, process, f"localcloud: {host} running {' '.join(command)}", False)
+        for pipe, is_stderr in ((popen.stdout, False), (popen.stderr, True)):
+            reader = threading.Thread(target=self._read, args=(run, process, pipe, is_stderr),
+                                      name=f"training-{run.name}-{host}-log", daemon=True)
+            reader.start()
+            process.readers.append(reader)
+        return process
+
+    def _read(self, run: TrainingRun, process: HostProcess, pipe: IO[bytes],
+              is_stderr: bool) -> None:
+        for raw in iter(pipe.readline, b""):
+            self._emit(run, process, raw.decode("utf-8", "replace").rstrip("\r\n"), is_stderr)
+        pipe.close()
+
+    def _emit(self, run: TrainingRun, process: HostProcess, line: str, is_stderr: bool) -> None:
+        now = utcnow()
+        with run.lock:
+            if not process.log.closed:
+                process.log.write(line + "\n")
+                process.log.flush()
+            if line.startswith("error:"):
+                process.last_error = line
+            if is_stderr and line.strip():
+                process.stderr_tail.append(line)
+            self._put_log_event(run.region, process.stream, line)
+            if _record_metrics(run, line, now):
+                _set(run.job, final_metric_data_list=[
+                    {"MetricName": name, "Value": value, "Timestamp": stamp}
+                    for name, (value, stamp) in run.metrics.items()])
+
+    def _system_log(self, run: TrainingRun, text: str) -> None:
+        with open(run.root / "localcloud.log", "a", encoding="utf-8") as log:
+            log.write(text)
+
+    # -- CloudWatch Logs (moto's in-process backend) -------------------------------------------
+    def _ensure_stream(self, region: str, stream: str) -> None:
+        logs = self.cloud.backend("logs", region)
+        logs.ensure_log_group(LOG_GROUP)
+        logs.ensure_log_stream(LOG_GROUP, stream)
+
+    def _put_log_event(self, region: str, stream: str, message: str) -> None:
+        if self._closing.is_set():
+            return
+        try:
+            event = {"timestamp": int(time.time() * 1000), "message": message or " "}
+            self.cloud.backend("logs", region).put_log_events(LOG_GROUP, stream, [event])
+        except Exception:  # logging must never fail the job; the log file has the line
+            pass
+
+    # -- outputs ------------------------------------------------------------------------------
+    def _upload_outputs(self, run: TrainingRun) -> None:
+        job = run.job
+        primary = run.host_dir("algo-1")
+        output = job.output_data_config["S3OutputPath"].rstrip("/")
+        model_uri = f"{output}/{run.name}/output/model.tar.gz"
+        self._upload_tar(primary / "model", model_uri)
+        _set(job, model_artifacts={"S3ModelArtifacts": model_uri})
+        if any((primary / "output" / "data").iterdir()):
+            self._upload_tar(primary / "output" / "data",
+                             f"{output}/{run.name}/output/output.tar.gz")
+        checkpoint = job.checkpoint_config or {}
+        if checkpoint.get("S3Uri"):
+            self._upload_dir(primary / "checkpoints", checkpoint["S3Uri"])
+
+    def _upload_tar(self, source: Path, uri: str) -> None:
+        archive = source.parent / (source.name + ".tar.gz")
+        with tarfile.open(archive, "w:gz") as tar:
+            for path in sorted(source.rglob("*")):
+                tar.add(path, arcname=str(path.relative_to(source)), recursive=False)
+        bucket, key = split_s3_uri(uri)
+        try:
+            self._s3().upload_file(str(archive), bucket, key)
+        except Exception as error:
+            raise JobError(f"Unable to upload model artifacts to {uri}: {error}") from None
+
+    def _upload_dir(self, source: Path, uri: str) -> None:
+        bucket, prefix = split_s3_uri(uri)
+        s3 = self._s3()
+        for path in sorted(p for p in source.rglob("*") if p.is_file()):
+            key = f"{prefix.rstrip('/')}/{path.relative_to(source).as_posix()}".lstrip("/")
+            s3.upload_file(str(path), bucket, key)
+
+    def _s3(self) -> Any:
+        # A session per call: boto3's default session is not safe to share across threads.
+        import boto3
+
+        return boto3.session.Session().client(
+            "s3", endpoint_url=self.cloud.url, region_name=self.cloud.region,
+            aws_access_key_id=LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"])
+
+
+# -- moto job fields ------------------------------------------------------------------------
+def _set(job: Any, **fields: Any) -> None:
+    """Update response fields of moto's job; readers serialise ``__dict__`` concurrently, so
+    only values of keys created in ``_prepare_job`` are replaced (the dict never grows here)."""
+    for name, value in fields.items():
+        setattr(job, name, value)
+    job.last_modified_time = utcnow()
+
+
+def _transition(run: TrainingRun, secondary: str, primary: str | None = None) -> None:
+    with run.lock:
+        job = run.job
+        now = utcnow()
+        transitions = [dict(t) for t in job.secondary_status_transitions or []]
+        if transitions and "EndTime" not in transitions[-1]:
+            transitions[-1]["EndTime"] = now
+        entry = {"Status": secondary, "StartTime": now, "StatusMessage": MESSAGES[secondary]}
+        if secondary in TERMINAL or secondary == "MaxRuntimeExceeded":
+            entry["EndTime"] = now
+        transitions.append(entry)
+        _set(job, secondary_status_transitions=transitions, secondary_status=secondary)
+        if primary:
+            _set(job, training_job_status=primary)
+
+
+def _prepare_job(job: Any, metric_definitions: list | None,
+                 environment: dict[str, str] | None) -> None:
+    """Replace moto's canned 'Completed' answer with a job that is starting."""
+    if metric_definitions is None:  # moto overwrites the caller's definitions with its own
+        job.algorithm_specification.pop("MetricDefinitions", None)
+    else:
+        job.algorithm_specification["MetricDefinitions"] = metric_definitions
+    now = utcnow()
+    job.training_job_status = "InProgress"
+    job.secondary_status = "Starting"
+    job.secondary_status_transitions = [
+        {"Status": "Starting", "StartTime": now, "StatusMessage": MESSAGES["Starting"]}]
+    job.final_metric_data_list = []
+    job.model_artifacts = None
+    job.training_start_time = None
+    job.training_end_time = None
+    job.failure_reason = None
+    job.training_time_in_seconds = None
+    job.billable_time_in_seconds = None
+    job.tuning_job_arn = None
+    job.environment = dict(environment) if environment else None
+    job.last_modified_time = now
+
+
+def _metric_patterns(algorithm_specification: dict) -> list[tuple[str, re.Pattern[str]]]:
+    return [(d["Name"], re.compile(d["Regex"]))
+            for d in algorithm_specification.get("MetricDefinitions") or []]
+
+
+def _record_metrics(run: TrainingRun, line: str, now: datetime) -> bool:
+    found = False
+    for name, pattern in run.metric_patterns:
+        match = pattern.search(line)
+        if not match:
+            continue
+        try:
+            value = float(match.group(1) if match.groups() else match.group(0))
+        except ValueError:
+            continue
+        run.metrics[name] = (value, now)
+        found = True
+    return found
+
+
+def _failure_reason(run: TrainingRun, failed: HostProcess) -> str:
+    base = run.host_dir(failed.host)
+    reason = ""
+    for path in (base / "output" / "failure", base / "output" / "data" / "failure"):
+        if path.is_file():
+            reason = path.read_text(errors="replace").strip()
+            if reason:
+                break
+    if not reason:
+        tail = failed.stderr_tail[-1] if failed.stderr_tail else ""
+        reason = failed.last_error or tail or "the training process exited with an error"
+    code = failed.popen.returncode
+    exit_text = (f"killed by signal {signal.Signals(-code).name}" if code < 0
+                 else f"exit code {code}")
+    return f"AlgorithmError: {reason} ({exit_text})"
+
+
+# -- hyperparameters ------------------------------------------------------------------------
+def decode_value(value: Any) -> Any:
+    """JSON-decode a hyperparameter where it parses (the SDK JSON-encodes them), as the
+    SageMaker training toolkit does; other strings stay as given."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value
+
+
+def render_value(value: Any) -> str:
+    if isinstance(value, dict | list):
+        return json.dumps(value)
+    return str(value)
+
+
+def cli_args(hyperparameters: dict[str, Any]) -> list[str]:
+    """``--key value`` for each non-``sagemaker_*`` hyperparameter, sorted by key."""
+    args: list[str] = []
+    for key in sorted(hyperparameters):
+        if key.startswith("sagemaker_"):
+            continue
+        args += [f"-{key}" if len(key) == 1 else f"--{key}",
+                 render_value(decode_value(hyperparameters[key]))]
+    return args
+
+
+# -- small helpers --------------------------------------------------------------------------
+def split_s3_uri(uri: str) -> tuple[str, str]:
+    if not uri.startswith("s3://"):
+        raise JobError(f"not an s3:// URI: {uri!r}")
+    bucket, _, key = uri[5:].partition("/")
+    return bucket, key
+
+
+def _list_keys(s3: Any, bucket: str, prefix: str) -> Iterator[str]:
+    try:
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            for item in page.get("Contents", []):
+                if not item["Key"].endswith("/"):
+                    yield item["Key"]
+    except Exception as error:
+        if isinstance(error, JobError):
+            raise
+        raise JobError(f"Data download failed for s3://{bucket}/{prefix}: {error}") from None
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _signal_group(popen: subprocess.Popen, sig: signal.Signals) -> None:
+    try:
+        os.killpg(popen.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _terminate(hosts: list[HostProcess], grace_s: float) -> None:
+    """SIGTERM each host's process group (SageMaker's stop signal), then SIGKILL after grace."""
+    for host in hosts:
+        if host.popen.poll() is None:
+            _signal_group(host.popen, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    for host in hosts:
+        try:
+            host.popen.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            pass
+    for host in hosts:
+        _signal_group(host.popen, signal.SIGKILL)
+        host.popen.wait()
+
+
+def request_region(request: Request, default: str) -> str:
+    """The region a SigV4-signed request was made for."""
+    match = re.search(r"Credential=[^/]+/\d{8}/([^/]+)/", request.headers.get("Authorization", ""))
+    return match.group(1) if match else default
+
+
+# -- wiring -----------------------------------------------------------------------------------
+def _validate(backend: Any, arguments: dict[str, Any]) -> None:
+    from moto.sagemaker.exceptions import ResourceInUseException, ValidationError
+
+    name = arguments.get("training_job_name") or ""
+    if not JOB_NAME.fullmatch(name):
+        raise ValidationError(message=f"1 validation error detected: Value '{name}' at "
+                              "'trainingJobName' failed to satisfy constraint: Member must "
+                              "satisfy regular expression pattern: ^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")
+    if name in backend.training_jobs:
+        raise ResourceInUseException(message="Training job names must be unique within an AWS "
+                                     f"account and region, and a training job with this name "
+                                     f"already exists ({backend.training_jobs[name].arn})")
+    output = (arguments.get("output_data_config") or {}).get("S3OutputPath", "")
+    if not str(output).startswith("s3://"):
+        raise ValidationError(message="OutputDataConfig.S3OutputPath must be an s3:// URI")
+    for definition in (arguments.get("algorithm_specification") or {}).get(
+            "MetricDefinitions") or []:
+        try:
+            re.compile(definition["Regex"])
+        except (re.error, KeyError, TypeError):
+            raise ValidationError(message=f"Invalid metric definition: {definition}") from None
+
+
+def _wrap_create(training: LocalTraining, original: Any, pending: threading.local) -> Any:
+    signature = inspect.signature(original)
+
+    def create_training_job(backend: Any, *args: Any, **kwargs: Any) -> Any:
+        arguments = signature.bind(backend, *args, **kwargs).arguments
+        _validate(backend, arguments)
+        spec = arguments.get("algorithm_specification") or {}
+        definitions = spec.get("MetricDefinitions")
+        definitions = list(definitions) if definitions is not None else None
+        job = original(backend, *args, **kwargs)
+        _prepare_job(job, definitions, getattr(pending, "environment", None))
+        training.start(job, backend.region_name)
+        return job
+
+    return create_training_job
+
+
+def _capture_environment(cloud: LocalCloud, pending: threading.local) -> None:
+    """moto's response layer drops CreateTrainingJob's ``Environment``; hand it to the backend
+    wrapper (same request thread) so the job keeps it, as DescribeTrainingJob shows on AWS."""
+    from moto.sagemaker.responses import SageMakerResponse
+
+    def create_training_job(response: Any) -> Any:
+        pending.environment = response._get_param("Environment")
+        try:
+            return original(response)
+        finally:
+            pending.environment = None
+
+    original = cloud.patch(SageMakerResponse, "create_training_job", create_training_job)
+
+
+def _handle_stop(training: LocalTraining, request: Request) -> Response:
+    body = json.loads(request.get_data() or b"{}")
+    name = body.get("TrainingJobName", "")
+    region = request_region(request, training.cloud.region)
+    job = training.cloud.backend("sagemaker", region).training_jobs.get(name)
+    if job is None:
+        return aws_error(400, "ResourceNotFound", f"Requested resource not found: {name}")
+    if job.training_job_status in TERMINAL:
+        return aws_error(400, "ValidationException", "The request was rejected because the "
+                         f"training job is in status {job.training_job_status}.")
+    run = training.runs.get(job.arn)
+    if run is None:  # not started by this cloud (should not happen); end it on paper
+        _set(job, training_job_status="Stopped", secondary_status="Stopped")
+    else:
+        training.request_stop(run)
+    return json_response(200, {})
+
+
+def install(cloud: LocalCloud) -> LocalTraining:
+    from moto.sagemaker.models import SageMakerModelBackend
+
+    training = LocalTraining(cloud)
+    pending = threading.local()
+    original = SageMakerModelBackend.create_training_job
+    cloud.patch(SageMakerModelBackend, "create_training_job",
+                _wrap_create(training, original, pending))
+    _capture_environment(cloud, pending)
+    cloud.add_route(match_target("SageMaker.StopTrainingJob"),
+                    lambda request: _handle_stop(training, request))
+    cloud.on_stop(training.shutdown)
+    return training

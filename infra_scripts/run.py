@@ -1,0 +1,130 @@
+"""`stepml run`: sample data → deploy → upload → execution → live progress → summary.
+
+On the local cloud (default) everything happens on this machine; with ``aws=True`` the same
+steps run against the account and region boto3 resolves.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from infra_scripts.deploy import Deployer, DeployResult
+from infra_scripts.progress import ExecutionView, follow_execution
+from statemachine.config import PipelineConfig
+
+SAMPLE_DATASET = "sample"
+READY_MARKER = "_READY"
+
+
+@dataclass
+class RunOutcome:
+    status: str
+    execution_arn: str
+    output: dict[str, Any]
+    view: ExecutionView
+    description: dict[str, Any]
+    seconds: float
+
+
+def make_sample_dataset(target: Path) -> Path:
+    from training.config import defaults
+    from training.dataset import make_dataset
+
+    make_dataset(target, classes=defaults.classes, per_class=defaults.per_class,
+                 size=defaults.dataset_size, seed=defaults.dataset_seed)
+    return target
+
+
+def upload_dataset(s3: Any, bucket: str, local_dir: Path, name: str, prefix: str = "datasets/") -> str:
+    """Upload every file, then the completion marker last (it is what starts a pipeline)."""
+    key_prefix = f"{prefix}{name}/"
+    for path in sorted(p for p in local_dir.rglob("*") if p.is_file()):
+        s3.upload_file(str(path), bucket, key_prefix + path.relative_to(local_dir).as_posix())
+    s3.put_object(Bucket=bucket, Key=key_prefix + READY_MARKER, Body=b"")
+    return f"s3://{bucket}/{key_prefix}"
+
+
+def execution_input(dataset_uri: str, backend: str, local: bool) -> dict[str, Any]:
+    document: dict[str, Any] = {"dataset": dataset_uri, "training": {"backend": backend}}
+    if local:
+        document["poll_seconds"] = 1  # the local cloud answers in seconds, not minutes
+    return document
+
+
+def start_execution(sfn: Any, state_machine_arn: str, document: dict, name: str | None = None) -> str:
+    name = name or f"run-{time.strftime('%Y%m%d-%H%M%S')}-{int(time.time() * 1000) % 1000:03d}"
+    return sfn.start_execution(stateMachineArn=state_machine_arn, name=name,
+                               input=json.dumps(document))["executionArn"]
+
+
+def run_pipeline(config: PipelineConfig, backend: str, console: Console, aws: bool = False,
+                 dataset_dir: Path | None = None, cloud_options: dict | None = None) -> RunOutcome:
+    started = time.monotonic()
+    with ExitStack() as stack:
+        endpoint_url = None
+        if not aws:
+            from infra_scripts.localcloud.server import LocalCloud, LocalCloudSettings
+
+            settings = LocalCloudSettings(region=config.region, options=cloud_options or {})
+            cloud = stack.enter_context(LocalCloud(settings=settings))
+            endpoint_url = cloud.url
+            console.print(f"local cloud on [bold]{cloud.url}[/]")
+        deployer = (Deployer.for_local_cloud(config, endpoint_url) if endpoint_url
+                    else Deployer(config))
+        with console.status("deploying the stack"):
+            deployed = deployer.deploy()
+        console.print(f"deployed {len(deployed.functions)} functions and {deployed.state_machine_arn}")
+        data = dataset_dir or make_sample_dataset(Path(stack.enter_context(tempfile.TemporaryDirectory())))
+        with console.status("uploading the dataset"):
+            dataset_uri = upload_dataset(deployer.client("s3"), config.bucket, data, SAMPLE_DATASET)
+        sfn = deployer.client("stepfunctions")
+        arn = start_execution(sfn, deployed.state_machine_arn, execution_input(dataset_uri, backend, not aws))
+        console.print(f"execution [bold]{arn}[/]")
+        description, view = follow_execution(sfn, arn, console)
+        output = json.loads(description.get("output") or "{}")
+        outcome = RunOutcome(description["status"], arn, output, view, description,
+                             time.monotonic() - started)
+        print_summary(console, outcome, deployed, deployer)
+        return outcome
+
+
+def print_summary(console: Console, outcome: RunOutcome, deployed: DeployResult, deployer: Deployer) -> None:
+    console.print(f"\n[bold]{outcome.status}[/] in {outcome.seconds:.1f}s — states: "
+                  + " → ".join(outcome.view.order))
+    if outcome.status != "SUCCEEDED":
+        description = outcome.description
+        console.print(f"[red]failed[/]: {description.get('error')}: {description.get('cause')}")
+        failed = [r for r in outcome.view.states.values() if r.status == "failed"]
+        if failed:
+            console.print(f"failed state: [bold]{failed[0].name}[/] {failed[0].error}")
+        return
+    doc = outcome.output
+    table = Table(title="summary", show_header=False)
+    metrics = doc.get("training_job", {}).get("metrics", {})
+    rows = [
+        ("training backend", doc.get("training_job", {}).get("backend")),
+        ("test accuracy", metrics.get("test_acc")),
+        ("model artifact", doc.get("training_job", {}).get("model_artifact")),
+        ("endpoint", f"{doc['endpoint']['name']} ({doc['endpoint'].get('status')}, "
+                     f"{doc['endpoint'].get('instance_count')} instance)"),
+        ("autoscaling", f"min {doc['autoscaling']['min']}, max {doc['autoscaling']['max']}, "
+                        f"target {doc['autoscaling']['target']} invocations/instance/min"),
+        ("predict function", f"{doc['predict'].get('alias_arn')} (version {doc['predict'].get('version')})"),
+        ("concurrency", f"reserved {doc['predict']['reserved_concurrency']}, provisioned "
+                        f"{doc['predict']['provisioned_concurrency']} on alias live"),
+        ("smoke prediction", f"{doc['smoke_test']['label']} (p={doc['smoke_test']['probability']:.2f}, "
+                             f"expected {doc['smoke_test']['expected']})"),
+        ("graph", f"stepml graph --execution {outcome.execution_arn} --out graph.svg"),
+    ]
+    for key, value in rows:
+        table.add_row(key, str(value))
+    console.print(table)
