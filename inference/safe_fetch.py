@@ -131,6 +131,10 @@ class _PinnedHTTPSConnection(http.client.HTTPSConnection):
         sock = socket.create_connection((self._address, self.port), self.timeout)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.sock = self._context.wrap_socket(sock, server_hostname=self.host)
+        self.pinned_sock = self.sock  # http.client drops .sock once a response will close
+
+    def set_read_timeout(self, seconds: float) -> None:
+        self.pinned_sock.settimeout(seconds)
 
 
 def ssl_context() -> ssl.SSLContext:
@@ -178,7 +182,7 @@ def _get(target: Target, limits: Limits, deadline: float) -> tuple[str | None, b
             conn.close()
 
 
-def _read_capped(conn: http.client.HTTPSConnection, response: http.client.HTTPResponse,
+def _read_capped(conn: _PinnedHTTPSConnection, response: http.client.HTTPResponse,
                  limits: Limits, deadline: float) -> bytes:
     declared = response.getheader("Content-Length")
     if declared and declared.isdigit() and int(declared) > limits.max_image_bytes:
@@ -186,7 +190,7 @@ def _read_capped(conn: http.client.HTTPSConnection, response: http.client.HTTPRe
     chunks: list[bytes] = []
     total = 0
     while True:
-        conn.sock.settimeout(_remaining(deadline, limits))  # a slow drip still meets the deadline
+        conn.set_read_timeout(_remaining(deadline, limits))  # a slow drip still meets the deadline
         chunk = response.read1(_CHUNK)
         if not chunk:
             return b"".join(chunks)

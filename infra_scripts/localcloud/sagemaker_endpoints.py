@@ -326,6 +326,10 @@ class SageMakerEndpoints:
                 state.set_status("InService")
             state.operation.release()
 
+    def keys(self) -> list[Key]:
+        with self._lock:
+            return list(self._states)
+
     def variant_view(self, key: Key, variant: str) -> VariantView | None:
         state = self._states.get(key)
         row = state.variant_row(variant) if state else None
@@ -374,7 +378,7 @@ class SageMakerEndpoints:
     # -- InvokeEndpoint ----------------------------------------------------------------------
     def handle_invoke(self, request: Request) -> Response:
         name = re.fullmatch(INVOKE_PATH, request.path).group("name")
-        key = (self.cloud.account_id, _region(request, self.cloud.region), name)
+        key = (self.cloud.account_id, request_region(request, self.cloud.region), name)
         state = self._states.get(key)
         if state is None or state.record.endpoint_status not in SERVING_STATUSES:
             return _runtime_error(400, "ValidationError",
@@ -503,7 +507,7 @@ class SageMakerEndpoints:
 
 # -- request helpers ----------------------------------------------------------------------------
 
-def _region(request: Request, default: str) -> str:
+def request_region(request: Request, default: str) -> str:
     """The region from the SigV4 credential scope (…/<date>/<region>/<service>/aws4_request)."""
     found = re.search(r"Credential=[^/]+/\d{8}/([^/]+)/", request.headers.get("Authorization", ""))
     return found.group(1) if found else default
@@ -534,7 +538,7 @@ def _handle_update(endpoints: SageMakerEndpoints, request: Request) -> Response:
     except (ValueError, KeyError) as error:
         return aws_error(400, "ValidationException", f"Invalid UpdateEndpoint request: {error}")
     backend: SageMakerModelBackend = endpoints.cloud.backend(
-        "sagemaker", _region(request, endpoints.cloud.region))
+        "sagemaker", request_region(request, endpoints.cloud.region))
     state = endpoints._states.get((backend.account_id, backend.region_name, name))
     if state is None:
         arn = FakeEndpoint.arn_formatter(name, backend.account_id, backend.region_name)

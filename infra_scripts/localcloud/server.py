@@ -36,6 +36,8 @@ LOCAL_CREDENTIALS = {
 DEFAULT_EXTENSIONS: tuple[str, ...] = (
     "infra_scripts.localcloud.lambda_runtime",
     "infra_scripts.localcloud.lambda_provisioned",
+    "infra_scripts.localcloud.sagemaker_endpoints",
+    "infra_scripts.localcloud.autoscaling",  # needs sagemaker_endpoints
 )
 
 RouteMatcher = Callable[[Request], bool]
