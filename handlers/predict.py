@@ -147,10 +147,11 @@ def _endpoint_error(err: ClientError) -> dict[str, Any]:
         original = str(err.response.get("OriginalMessage") or "")
         if isinstance(status, int) and 400 <= status < 500:  # the model judged the input bad
             return _response(status, _model_error_body(original))
-        logger.error("model error", extra={"original_status": status, "message": original[:500]})
+        logger.error("model error",
+                     extra={"original_status": status, "model_message": original[:500]})
         return _error(502, "ModelError", f"the model failed (status {status})")
-    logger.error("endpoint error", extra={"code": code,
-                                          "message": err.response.get("Error", {}).get("Message")})
+    message = err.response.get("Error", {}).get("Message")
+    logger.error("endpoint error", extra={"code": code, "error_message": message})
     return _error(502, "EndpointError", f"the endpoint call failed ({code})")
 
 

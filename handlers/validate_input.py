@@ -9,7 +9,9 @@ import hashlib
 import re
 from typing import Any
 
-from handlers.common import client, json_setting, split_s3_uri, state_handler
+from botocore.exceptions import ClientError
+
+from handlers.common import client, error_code, json_setting, split_s3_uri, state_handler
 from handlers.errors import InvalidInput
 
 BACKENDS = ("sagemaker", "ec2")
@@ -51,9 +53,27 @@ def _dataset_uri(doc: dict) -> str:
 def _check_dataset_has_data(uri: str) -> None:
     bucket, prefix = split_s3_uri(uri)
     for split in ("train", "valid", "test"):
-        listing = client("s3").list_objects_v2(Bucket=bucket, Prefix=f"{prefix}{split}/", MaxKeys=1)
+        try:
+            listing = client("s3").list_objects_v2(Bucket=bucket, Prefix=f"{prefix}{split}/", MaxKeys=1)
+        except ClientError as error:
+            if error_code(error) != "NoSuchBucket":
+                raise
+            raise InvalidInput(f"dataset {uri}: bucket {bucket} does not exist") from None
         if not listing.get("KeyCount"):
             raise InvalidInput(f"dataset {uri} has no objects under {split}/")
+
+
+def _check_sections(given: dict, defaults: dict) -> None:
+    """Sections are objects of known fields (hyperparameters: any names, but an object)."""
+    for section in (*SECTIONS, "tuning"):
+        values = given.get(section, {})
+        if not isinstance(values, dict):
+            raise InvalidInput(f"{section} must be an object, got {values!r}")
+        unknown = set(values) - set(defaults.get(section, values))
+        if unknown:
+            raise InvalidInput(f"unknown input fields: {', '.join(f'{section}.{k}' for k in sorted(unknown))}")
+    if not isinstance(given.get("training", {}).get("hyperparameters", {}), dict):
+        raise InvalidInput("training.hyperparameters must be an object of name: value")
 
 
 def _check_training(training: dict) -> None:
@@ -69,7 +89,7 @@ def _check_training(training: dict) -> None:
 
 def _check_hosting(doc: dict) -> None:
     name = doc["endpoint"]["name"]
-    if not isinstance(name, str) or not ENDPOINT_NAME.match(name):
+    if not isinstance(name, str) or not ENDPOINT_NAME.fullmatch(name):
         raise InvalidInput(f"endpoint.name {name!r} must match {ENDPOINT_NAME.pattern}")
     _number(doc["endpoint"]["instance_count"], "endpoint.instance_count", 1, integer=True)
     low = _number(doc["autoscaling"]["min"], "autoscaling.min", 1, integer=True)
@@ -99,7 +119,9 @@ def handler(event: dict) -> dict:
     unknown = set(given) - {"dataset", "tuning", "poll_seconds", "bucket", "model_prefix", *SECTIONS}
     if unknown:
         raise InvalidInput(f"unknown input fields: {', '.join(sorted(unknown))}")
-    doc = _merge(json_setting("EXECUTION_DEFAULTS"), given)
+    defaults = json_setting("EXECUTION_DEFAULTS")
+    _check_sections(given, defaults)
+    doc = _merge(defaults, given)
     doc["dataset"] = {"s3_uri": _dataset_uri(given)}
     _check_training(doc["training"])
     _check_hosting(doc)

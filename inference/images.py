@@ -5,14 +5,9 @@ import io
 
 from PIL import Image
 
-try:
-    from . import errors
-    from .errors import InferenceError
-    from .limits import Limits
-except ImportError:  # SageMaker's flat code dir: the modules sit on sys.path directly
-    import errors  # type: ignore[no-redef]
-    from errors import InferenceError  # type: ignore[no-redef]
-    from limits import Limits  # type: ignore[no-redef]
+from . import errors
+from .errors import InferenceError
+from .limits import Limits
 
 # Formats worth accepting from a client; TIFF, PSD, EPS etc. add decoder attack surface for nothing.
 ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF")

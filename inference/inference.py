@@ -1,7 +1,8 @@
 """SageMaker PyTorch serving handlers: model_fn, input_fn, predict_fn, output_fn.
 
-Works as a package module (`inference.inference`, used by the local model server) and as a
-SageMaker `entry_point` in a flat code dir. Every bad request raises `InferenceError`.
+SageMaker's PyTorch container loads them through the bundle's entry shim (see
+infra_scripts/packaging.py); the local model server calls them directly. Every bad request raises
+`InferenceError`.
 """
 from __future__ import annotations
 
@@ -15,20 +16,12 @@ from typing import Any
 import torch
 from PIL import Image
 
-try:
-    from . import errors
-    from .errors import InferenceError
-    from .images import decode_image
-    from .limits import Limits
-    from .network import LoadedModel, configure_threads, load_model
-    from .safe_fetch import fetch
-except ImportError:  # SageMaker's flat code dir
-    import errors  # type: ignore[no-redef]
-    from errors import InferenceError  # type: ignore[no-redef]
-    from images import decode_image  # type: ignore[no-redef]
-    from limits import Limits  # type: ignore[no-redef]
-    from network import LoadedModel, configure_threads, load_model  # type: ignore[no-redef]
-    from safe_fetch import fetch  # type: ignore[no-redef]
+from . import errors
+from .errors import InferenceError
+from .images import decode_image
+from .limits import Limits
+from .network import LoadedModel, configure_threads, load_model
+from .safe_fetch import fetch
 
 __all__ = ["InferenceError", "Prediction", "input_fn", "model_fn", "output_fn", "predict_fn"]
 
@@ -158,7 +151,8 @@ def _parse_json_object(body: bytes) -> dict[str, Any]:
     try:
         request = json.loads(body.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as err:
-        raise InferenceError(400, errors.INVALID_JSON, f"the body is not valid JSON: {err}") from None
+        raise InferenceError(400, errors.INVALID_JSON,
+                             f"the body is not valid JSON: {err}") from None
     if not isinstance(request, dict):
         raise InferenceError(400, errors.INVALID_JSON, "the body must be a JSON object")
     return request
@@ -176,7 +170,8 @@ def _decode_base64(text: str, limits: Limits) -> bytes:
     text = "".join(text.split())  # line-wrapped base64 is still base64
     if len(text) // 4 * 3 > limits.max_image_bytes + 2:
         raise InferenceError(413, errors.PAYLOAD_TOO_LARGE,
-                             f"the base64 image decodes to more than {limits.max_image_bytes} bytes")
+                             "the base64 image decodes to more than "
+                             f"{limits.max_image_bytes} bytes")
     try:
         return base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):

@@ -23,7 +23,7 @@ def _env_number(name: str, default: float) -> float:
 @dataclass(frozen=True)
 class Limits:
     max_image_bytes: int = 5 * MIB  # raw body, decoded base64 or download
-    max_pixels: int = 25_000_000  # well under Pillow's own bomb threshold (~89 M warn, ~179 M error)
+    max_pixels: int = 25_000_000  # well under Pillow's bomb threshold (~89 M warns, ~179 M errors)
     fetch_timeout: float = 5.0  # per connect/read operation
     fetch_deadline: float = 15.0  # whole download, redirects included (stops slow-drip servers)
     max_redirects: int = 3

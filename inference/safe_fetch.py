@@ -19,14 +19,9 @@ import time
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
-try:
-    from . import errors
-    from .errors import InferenceError
-    from .limits import Limits
-except ImportError:  # SageMaker's flat code dir
-    import errors  # type: ignore[no-redef]
-    from errors import InferenceError  # type: ignore[no-redef]
-    from limits import Limits  # type: ignore[no-redef]
+from . import errors
+from .errors import InferenceError
+from .limits import Limits
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
@@ -81,7 +76,7 @@ def _with_embedded_v4(ip: IPAddress) -> list[IPAddress]:
 
 
 def resolve_host(host: str, port: int) -> list[str]:
-    """All addresses `host` resolves to (IP literals, including odd forms, resolve to themselves)."""
+    """Every address `host` resolves to (IP literals, odd forms included, give themselves)."""
     infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     return list(dict.fromkeys(info[4][0] for info in infos))
 

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-
 ARCHS = ("resnet18", "resnet34", "resnet50")
 
 

@@ -13,6 +13,7 @@ import math
 import os
 import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,6 +47,18 @@ class Best:
     valid_acc: float = 0.0
     epoch: int = 0
     state: dict | None = None
+
+
+@contextmanager
+def single_thread():
+    """Head-only steps on cached features are tiny matmuls: with several threads the
+    synchronisation costs more than the math (and stalls badly on a busy machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def autocast(ctx: Context):
@@ -198,9 +211,10 @@ def eval_images(net: nn.Module, dataset, split: str, ctx: Context) -> tuple[floa
 
 # --------------------------------------------------------------------------- checkpoints
 def fingerprint(cfg: TrainConfig, classes: list[str]) -> dict:
-    """What must match for a checkpoint to be resumed (epochs/patience may change)."""
-    return {"arch": cfg.arch, "classes": classes, "image_size": cfg.image_size,
-            "train_backbone": cfg.train_backbone, "seed": cfg.seed, "weights": cfg.weights}
+    """What must match for a checkpoint to be resumed: everything but epochs and patience,
+    so an interrupted run resumes, and a finished one can be extended with more epochs."""
+    hyper = {k: v for k, v in cfg.hyperparameters().items() if k not in ("epochs", "patience")}
+    return {**hyper, "classes": classes, "weights": cfg.weights}
 
 
 def save_checkpoint(path: Path, payload: dict) -> None:
@@ -279,7 +293,8 @@ def fit(net: nn.Module, splits: Splits, classes: list[str], ctx: Context) -> dic
         t0 = time.perf_counter()
         net.train(not frozen)
         if "train" in splits.cached:
-            train_loss = epoch_cached(ddp, *splits.cached["train"], opt, epoch, ctx)
+            with single_thread():
+                train_loss = epoch_cached(ddp, *splits.cached["train"], opt, epoch, ctx)
         else:
             _set_epoch(train_loader, cfg.seed, epoch)
             train_loss = epoch_images(ddp, backbone if frozen else None, train_loader, opt, ctx)
@@ -347,6 +362,7 @@ def _set_epoch(train_loader: DataLoader, seed: int, epoch: int) -> None:
 
 def _evaluate(net: nn.Module, splits: Splits, split: str, ctx: Context) -> tuple[float, float]:
     if split in splits.cached:
-        return eval_cached(net.fc, *splits.cached[split])
+        with single_thread():
+            return eval_cached(net.fc, *splits.cached[split])
     return eval_images(net, getattr(splits, split), split, ctx)
 

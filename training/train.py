@@ -198,9 +198,10 @@ def resolve_checkpoint_dir(args: argparse.Namespace, env: Mapping[str, str],
     return model_dir.resolve().parent / "checkpoints"
 
 
-def failure_paths(output_dir: str | None) -> list[Path]:
-    """SageMaker reads /opt/ml/output/failure; output dirs laid out like it get one too."""
-    paths = []
+def failure_paths(output_dir: str | None, env: Mapping[str, str]) -> list[Path]:
+    """SageMaker reads $SM_OUTPUT_DIR/failure (/opt/ml/output/failure); the output data dir
+    gets a copy too, for runs outside SageMaker."""
+    paths = [Path(env["SM_OUTPUT_DIR"]) / "failure"] if env.get("SM_OUTPUT_DIR") else []
     if output_dir:
         out = Path(output_dir)
         paths.append(out / "failure")
@@ -211,8 +212,8 @@ def failure_paths(output_dir: str | None) -> list[Path]:
     return list(dict.fromkeys(paths))
 
 
-def write_failure(message: str, output_dir: str | None) -> None:
-    for path in failure_paths(output_dir):
+def write_failure(message: str, output_dir: str | None, env: Mapping[str, str]) -> None:
+    for path in failure_paths(output_dir, env):
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(message + "\n")
@@ -263,11 +264,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     except InputError as exc:
         message = str(exc).replace("\n", " ")
-        write_failure(message, output_dir)
+        write_failure(message, output_dir, env)
         print(f"error: {message}", file=sys.stderr, flush=True)
         return EXIT_BAD_INPUT
     except Exception as exc:
-        write_failure(f"{type(exc).__name__}: {exc}".replace("\n", " "), output_dir)
+        write_failure(f"{type(exc).__name__}: {exc}".replace("\n", " "), output_dir, env)
         raise
 
 

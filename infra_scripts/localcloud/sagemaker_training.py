@@ -22,8 +22,8 @@ What runs: with ``sagemaker_program`` (the SDK's script mode) that program from 
 Hyperparameters are JSON-decoded where they parse (the SDK JSON-encodes them), ``sagemaker_*``
 keys dropped, and passed as ``--key value`` sorted by key, as the SageMaker training toolkit does.
 Environment: SageMaker's ``SM_*`` contract plus ``MASTER_ADDR``/``MASTER_PORT`` (127.0.0.1, a
-free port) for multi-instance jobs, and ``SM_CHECKPOINT_DIR`` (local-cloud only: where
-``/opt/ml/checkpoints`` would be).
+free port) for multi-instance jobs, ``SM_CHECKPOINT_DIR`` (local-cloud only: where
+``/opt/ml/checkpoints`` would be) and a per-host ``TMPDIR``.
 
 Logs: each host's stdout+stderr go to ``algo-N.log`` and to CloudWatch Logs (group
 ``/aws/sagemaker/TrainingJobs``, stream ``<job>/algo-N-<epoch>``), line by line.
@@ -373,7 +373,7 @@ class LocalTraining:
                   port: int | None) -> dict[str, str]:
         job = run.job
         base = run.host_dir(host)
-        for sub in ("model", "output/data", "checkpoints", "input/config"):
+        for sub in ("model", "output/data", "checkpoints", "input/config", "tmp"):
             (base / sub).mkdir(parents=True, exist_ok=True)
         channels = [c["ChannelName"] for c in job.input_data_config or []]
         hyperparameters = {k: decode_value(v) for k, v in (job.hyper_parameters or {}).items()
@@ -399,6 +399,7 @@ class LocalTraining:
             "TRAINING_JOB_NAME": run.name,
             "TRAINING_JOB_ARN": str(job.arn),
             "PYTHONPATH": str(code_dir),
+            "TMPDIR": str(base / "tmp"),  # each instance has its own /tmp
         }
         for channel in channels:
             env[f"SM_CHANNEL_{channel.upper()}"] = str(run.root / "input" / "data" / channel)
@@ -494,7 +495,8 @@ class LocalTraining:
 
     def _upload_tar(self, source: Path, uri: str) -> None:
         archive = source.parent / (source.name + ".tar.gz")
-        with tarfile.open(archive, "w:gz") as tar:
+        # Level 1: weights barely compress and level 9 costs seconds per 45 MB.
+        with tarfile.open(archive, "w:gz", compresslevel=1) as tar:
             for path in sorted(source.rglob("*")):
                 tar.add(path, arcname=str(path.relative_to(source)), recursive=False)
         bucket, key = split_s3_uri(uri)

@@ -38,6 +38,8 @@ DEFAULT_EXTENSIONS: tuple[str, ...] = (
     "infra_scripts.localcloud.lambda_provisioned",
     "infra_scripts.localcloud.sagemaker_endpoints",
     "infra_scripts.localcloud.autoscaling",  # needs sagemaker_endpoints
+    "infra_scripts.localcloud.redrive",
+    "infra_scripts.localcloud.s3_events",
 )
 
 RouteMatcher = Callable[[Request], bool]

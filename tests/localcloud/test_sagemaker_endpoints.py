@@ -428,3 +428,55 @@ def test_stop_kills_every_model_server(standin_script: Path) -> None:
         wait_until_settled(cloud, "ep")
         pids = instance_pids(cloud, "ep")
     assert len(pids) == 2 and not any(pid_alive(pid) for pid in pids)
+
+
+# -- the real model server ---------------------------------------------------------------------
+
+def resnet_artifact(classes: list[str]) -> bytes:
+    """A random-init resnet18 with the training head, as training's model.tar.gz holds it."""
+    torch = pytest.importorskip("torch")
+    torchvision = pytest.importorskip("torchvision")
+    torch.manual_seed(0)
+    net = torchvision.models.resnet18(weights=None)
+    net.fc = torch.nn.Sequential(torch.nn.Linear(512, 128), torch.nn.ReLU(),
+                                 torch.nn.Linear(128, len(classes)))
+    weights = io.BytesIO()
+    torch.save(net.state_dict(), weights)
+    return tarball({"model.pth": weights.getvalue(), "classes.json": json.dumps(classes).encode(),
+                    "hyperparameters.json": b'{"arch": "resnet18", "image_size": 32}'})
+
+
+def png_bytes() -> bytes:
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", (40, 30), (200, 30, 90)).save(out, "PNG")
+    return out.getvalue()
+
+
+@pytest.mark.skipif(not (Path(__file__).parents[2] / "inference" / "server.py").exists(),
+                    reason="inference/server.py not written yet")
+def test_real_model_server() -> None:
+    options = {"sagemaker_endpoints": {"workers_per_instance": 2, "startup_timeout_s": 60}}
+    with LocalCloud(settings=LocalCloudSettings(options=options), extensions=[ENDPOINTS]) as cloud:
+        classes = ["cat", "dog", "fox"]
+        create_config(cloud, "resnet", data=resnet_artifact(classes))
+        client(cloud, "sagemaker").create_endpoint(EndpointName="ep", EndpointConfigName="resnet")
+        description = wait_until_settled(cloud, "ep", timeout_s=60)
+        assert description["EndpointStatus"] == "InService", description.get("FailureReason")
+
+        runtime = client(cloud, "sagemaker-runtime")
+        response = runtime.invoke_endpoint(EndpointName="ep", Body=png_bytes(),
+                                           ContentType="image/png", Accept="application/json")
+        predictions = json.loads(response["Body"].read())["predictions"]
+        assert predictions and {p["label"] for p in predictions} <= set(classes)
+
+        with pytest.raises(runtime.exceptions.ModelError) as caught:
+            runtime.invoke_endpoint(EndpointName="ep", Body=b"not an image",
+                                    ContentType="image/png")
+        error = caught.value.response
+        assert 400 <= error["OriginalStatusCode"] < 500
+        assert set(json.loads(error["OriginalMessage"])) >= {"error", "message"}
+        response = runtime.invoke_endpoint(EndpointName="ep", Body=png_bytes(),
+                                           ContentType="image/png")
+        assert response["ResponseMetadata"]["HTTPStatusCode"] == 200  # still serving

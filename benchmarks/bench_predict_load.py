@@ -1,0 +1,298 @@
+"""Predict Lambda under concurrent load on the local cloud (issue 4): 1, 10, 100 and 120 clients.
+
+A real endpoint (``inference.server``, a tiny random-init resnet18 at 32 px) behind the predict
+Lambda (``handlers.predict.handler``) with reserved concurrency 100. Each client is a thread with
+its own boto3 Lambda client (no retries) sending small base64 PNGs. Before each measured round
+every client sends one unmeasured request, so cold starts are reported apart from warm latency.
+Goal: 0 errors and 0 throttles at 100; at 120 the throttles (429) are counted, not hidden.
+
+Run: .venv/bin/python -m benchmarks.bench_predict_load [--requests N] [--levels 1,10,100,120]
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import io
+import json
+import multiprocessing
+import tarfile
+import threading
+import time
+import zipfile
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from benchmarks.machine import percentile, write_report
+from infra_scripts.localcloud.server import LOCAL_CREDENTIALS, LocalCloud, LocalCloudSettings
+
+PROJECT = Path(__file__).resolve().parent.parent
+ENDPOINT = "bench-predict"
+FUNCTION = "bench-predict"
+RESERVED = 100
+LEVELS = (1, 10, 100, 120)
+CLASSES = ["cat", "dog", "fox"]
+ROLE_POLICY = json.dumps({"Version": "2012-10-17", "Statement": [{
+    "Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"},
+    "Action": "sts:AssumeRole"}]})
+
+
+# -- set-up ----------------------------------------------------------------------------------
+
+def tiny_artifact() -> bytes:
+    """model.tar.gz of a random-init resnet18 with the training head (image_size 32)."""
+    import torch
+    import torchvision
+
+    torch.manual_seed(0)
+    net = torchvision.models.resnet18(weights=None)
+    net.fc = torch.nn.Sequential(torch.nn.Linear(512, 128), torch.nn.ReLU(),
+                                 torch.nn.Linear(128, len(CLASSES)))
+    weights = io.BytesIO()
+    torch.save(net.state_dict(), weights)
+    files = {"model.pth": weights.getvalue(), "classes.json": json.dumps(CLASSES).encode(),
+             "hyperparameters.json": b'{"arch": "resnet18", "image_size": 32}'}
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def deploy_endpoint(cloud: LocalCloud, name: str, instances: int = 1,
+                    timeout_s: float = 120.0) -> float:
+    """Upload the artifact, create model/config/endpoint; returns seconds to InService."""
+    s3 = cloud.boto3_client("s3")
+    s3.create_bucket(Bucket="bench-models")
+    s3.put_object(Bucket="bench-models", Key=f"{name}/model.tar.gz", Body=tiny_artifact())
+    sagemaker = cloud.boto3_client("sagemaker")
+    sagemaker.create_model(
+        ModelName=name, ExecutionRoleArn="arn:aws:iam::123456789012:role/sagemaker",
+        PrimaryContainer={"Image": "local/stepml",
+                          "ModelDataUrl": f"s3://bench-models/{name}/model.tar.gz"})
+    sagemaker.create_endpoint_config(EndpointConfigName=name, ProductionVariants=[{
+        "VariantName": "AllTraffic", "ModelName": name, "InitialInstanceCount": instances,
+        "InstanceType": "ml.m5.large"}])
+    started = time.monotonic()
+    sagemaker.create_endpoint(EndpointName=name, EndpointConfigName=name)
+    while time.monotonic() - started < timeout_s:
+        status = sagemaker.describe_endpoint(EndpointName=name)
+        if status["EndpointStatus"] == "InService":
+            return time.monotonic() - started
+        if status["EndpointStatus"] == "Failed":
+            raise RuntimeError(f"endpoint failed: {status.get('FailureReason')}")
+        time.sleep(0.2)
+    raise RuntimeError("endpoint did not reach InService")
+
+
+def predict_zip() -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name in ("handlers/__init__.py", "handlers/predict.py"):
+            archive.write(PROJECT / name, name)
+    return buffer.getvalue()
+
+
+def deploy_function(cloud: LocalCloud) -> None:
+    iam = cloud.boto3_client("iam")
+    role = iam.create_role(RoleName="bench-predict", AssumeRolePolicyDocument=ROLE_POLICY)
+    client = cloud.boto3_client("lambda")
+    client.create_function(
+        FunctionName=FUNCTION, Runtime="python3.11", Role=role["Role"]["Arn"],
+        Handler="handlers.predict.handler", Code={"ZipFile": predict_zip()}, Timeout=60,
+        MemorySize=1024, Environment={"Variables": {"ENDPOINT_NAME": ENDPOINT}})
+    client.put_function_concurrency(FunctionName=FUNCTION, ReservedConcurrentExecutions=RESERVED)
+
+
+def event() -> bytes:
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", (48, 40), (120, 200, 40)).save(out, "PNG")
+    return json.dumps({"image": base64.b64encode(out.getvalue()).decode()}).encode()
+
+
+# -- load ------------------------------------------------------------------------------------
+
+@dataclass
+class Outcome:
+    latency_s: float
+    kind: str  # ok | throttle | error
+    detail: str = ""
+
+
+@dataclass
+class Level:
+    clients: int
+    requests: int
+    ok: int
+    errors: int
+    throttles: int
+    wall_s: float
+    throughput_rps: float
+    p50_ms: float
+    p99_ms: float
+    warmup_p50_ms: float
+    warmup_max_ms: float
+    warmup_throttles: int
+    warmup_errors: int
+    error_samples: list[str] = field(default_factory=list)
+
+
+def lambda_client(cloud: dict[str, Any]) -> Any:
+    return boto3.client(
+        "lambda", endpoint_url=cloud["url"], region_name=cloud["region"],
+        aws_access_key_id=LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        config=Config(max_pool_connections=4, retries={"total_max_attempts": 1},
+                      read_timeout=120, connect_timeout=10))
+
+
+def call(client: Any, payload: bytes) -> Outcome:
+    started = time.perf_counter()
+    try:
+        response = client.invoke(FunctionName=FUNCTION, Payload=payload)
+    except ClientError as error:
+        code = error.response["Error"]["Code"]
+        kind = "throttle" if code == "TooManyRequestsException" else "error"
+        return Outcome(time.perf_counter() - started, kind, code)
+    except Exception as error:  # connection problems count as errors
+        return Outcome(time.perf_counter() - started, "error", repr(error)[:200])
+    latency = time.perf_counter() - started
+    body = json.loads(response["Payload"].read() or b"{}")
+    if response.get("FunctionError"):
+        return Outcome(latency, "error", str(body.get("errorType")))
+    if body.get("statusCode") != 200:
+        return Outcome(latency, "error", f"{body.get('statusCode')}: {body.get('body', '')[:120]}")
+    return Outcome(latency, "ok")
+
+
+def run_round(clients: list[Any], per_client: int, payload: bytes) -> tuple[list[Outcome], float]:
+    """Every client sends ``per_client`` requests back to back, all clients at once."""
+    outcomes: list[list[Outcome]] = [[] for _ in clients]
+    barrier = threading.Barrier(len(clients) + 1)
+
+    def work(index: int) -> None:
+        barrier.wait()
+        for _ in range(per_client):
+            outcomes[index].append(call(clients[index], payload))
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(clients))]
+    for thread in threads:
+        thread.start()
+    barrier.wait()
+    started = time.perf_counter()
+    for thread in threads:
+        thread.join()
+    return [o for per in outcomes for o in per], time.perf_counter() - started
+
+
+def measure(cloud: dict[str, Any], count: int, per_client: int, payload: bytes) -> Level:
+    clients = [lambda_client(cloud) for _ in range(count)]
+    warmup, _ = run_round(clients, 1, payload)
+    measured, wall = run_round(clients, per_client, payload)
+    ok = [o.latency_s * 1000 for o in measured if o.kind == "ok"]
+    kinds = Counter(o.kind for o in measured)
+    samples = Counter(o.detail for o in measured if o.kind == "error")
+    warm_ms = [o.latency_s * 1000 for o in warmup]
+    return Level(
+        clients=count, requests=len(measured), ok=kinds["ok"], errors=kinds["error"],
+        throttles=kinds["throttle"], wall_s=round(wall, 2),
+        throughput_rps=round(kinds["ok"] / wall, 1) if wall else 0.0,
+        p50_ms=round(percentile(ok, 0.5), 1) if ok else 0.0,
+        p99_ms=round(percentile(ok, 0.99), 1) if ok else 0.0,
+        warmup_p50_ms=round(percentile(warm_ms, 0.5), 1),
+        warmup_max_ms=round(max(warm_ms), 1),
+        warmup_throttles=sum(o.kind == "throttle" for o in warmup),
+        warmup_errors=sum(o.kind == "error" for o in warmup),
+        error_samples=[f"{n}× {d}" for d, n in samples.most_common(3)],
+    )
+
+
+# -- report ----------------------------------------------------------------------------------
+
+def markdown(levels: list[Level], setup: dict[str, Any]) -> str:
+    lines = [
+        "## Predict Lambda under concurrent load (local cloud)",
+        "",
+        f"Endpoint: 1 × `inference.server` ({setup['model']}), InService in "
+        f"{setup['endpoint_inservice_s']:.1f} s. Lambda `handlers.predict.handler`, reserved "
+        f"concurrency {RESERVED}. Each client: one unmeasured warm-up request (cold starts), then "
+        f"an equal share of about {setup['requests_per_level']} measured requests (at least 2) "
+        "back to back; no client retries. The local cloud runs in its own process.",
+        "",
+        "| clients | requests | ok | errors | throttles (429) | throughput (req/s) | p50 ms "
+        "| p99 ms | warm-up p50 / max ms | warm-up throttles |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for lv in levels:
+        lines.append(
+            f"| {lv.clients} | {lv.requests} | {lv.ok} | {lv.errors} | {lv.throttles} | "
+            f"{lv.throughput_rps} | {lv.p50_ms} | {lv.p99_ms} | {lv.warmup_p50_ms} / "
+            f"{lv.warmup_max_ms} | {lv.warmup_throttles} |")
+    lines += ["", f"Lambda: {setup['lambda_stats']}.",
+              "Every request crosses: client → local cloud (Lambda Invoke) → warm worker process "
+              "→ local cloud (InvokeEndpoint) → model server, all on the same cores as the "
+              "clients."]
+    for lv in levels:
+        if lv.error_samples:
+            lines.append(f"Errors at {lv.clients} clients: {'; '.join(lv.error_samples)}.")
+    return "\n".join(lines)
+
+
+def serve_cloud(connection: Connection) -> None:
+    """Child process: the local cloud with the endpoint and the function, apart from the
+    clients' process (its own interpreter and GIL, as AWS's front end is apart from clients)."""
+    settings = LocalCloudSettings(options={"autoscaling": {"evaluation_period_s": 3600}})
+    with LocalCloud(settings=settings) as cloud:
+        inservice_s = deploy_endpoint(cloud, ENDPOINT)
+        deploy_function(cloud)
+        connection.send({"url": cloud.url, "region": cloud.region, "inservice_s": inservice_s})
+        connection.recv()  # the clients are done
+        connection.send(asdict(cloud.extensions["lambda_runtime"].stats[FUNCTION]))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=200,
+                        help="measured requests per level (at least 2 per client)")
+    parser.add_argument("--levels", default=",".join(map(str, LEVELS)))
+    args = parser.parse_args()
+    payload = event()
+    ours, theirs = multiprocessing.get_context("spawn").Pipe()
+    server = multiprocessing.get_context("spawn").Process(target=serve_cloud, args=(theirs,))
+    server.start()
+    try:
+        cloud = ours.recv()
+        levels = []
+        for count in (int(n) for n in args.levels.split(",")):
+            level = measure(cloud, count, max(2, args.requests // count), payload)
+            print(json.dumps(asdict(level)), flush=True)
+            levels.append(level)
+        ours.send("stats")
+        stats = ours.recv()
+    finally:
+        server.join(timeout=60)
+        if server.is_alive():
+            server.terminate()
+    setup = {"model": "resnet18, 3 classes, 32 px, random init",
+             "endpoint_inservice_s": cloud["inservice_s"], "reserved_concurrency": RESERVED,
+             "requests_per_level": args.requests,
+             "lambda_stats": ", ".join(f"{k} {v}" for k, v in stats.items())}
+    path = write_report("bench_predict_load",
+                        {"setup": setup, "levels": [asdict(lv) for lv in levels]},
+                        markdown(levels, setup))
+    print(path.read_text())
+
+
+if __name__ == "__main__":
+    main()

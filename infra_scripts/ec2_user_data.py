@@ -1,0 +1,265 @@
+"""User data for an EC2 training instance: fetch the code, train, write a status object, shut down.
+
+``build_user_data(...)`` returns a bash script (EC2 ``UserData``, at most 16 KB) that
+
+1. prepares the OS (between the markers ``# >>> os-setup`` and ``# <<< os-setup``): reads the
+   instance id from IMDSv2, finds a Python with torch (Deep Learning AMI venvs) or installs one,
+   and exports ``PYTHON`` and ``INSTANCE_ID``;
+2. writes ``{"status": "InProgress", ...}`` to the status URI;
+3. downloads ``code_uri`` (a ``.tar.gz`` or ``.zip`` holding the ``training`` package, see
+   ``build_code_archive``) into ``$WORK/code`` and puts it on ``PYTHONPATH``;
+4. runs ``$PYTHON -m training.train --data <data_uri> --model-dir <model_uri>
+   --output-data-dir $WORK/output --key value ...`` (output teed to ``$WORK/train.log``);
+5. on exit, whatever happened (an ``EXIT`` trap): packs the model files under ``model_uri``
+   into ``<model_uri>/model.tar.gz`` (what SageMaker CreateModel takes), uploads the log to
+   ``<status dir>/train.log`` and writes the final status object, then ``shutdown -h now``
+   (with ``InstanceInitiatedShutdownBehavior=terminate`` the instance terminates itself).
+
+Status object (JSON at ``status_uri``)::
+
+    {"status": "InProgress" | "Completed" | "Failed", "instance_id": "i-...",
+     "started_at": ISO8601, "updated_at": ISO8601, "data_uri": ..., "model_uri": ...,
+     "hyperparameters": {...}, "exit_code": 0, "reason": "error: ..." (Failed only),
+     "metrics": {"test_acc": 0.93, ...} (last value of each key=number log token),
+     "model_artifact": "s3://.../model.tar.gz" (Completed only), "log_uri": "s3://.../train.log"}
+
+``reason`` is the ``failure`` file the training script (or the fetch step) wrote, else the last
+``error:`` line of the log, else its last line.
+
+Local cloud: the script carries the line ``# localcloud: runnable``, so the local cloud's
+``RunInstances`` runs it as the instance (``infra_scripts/localcloud/ec2_instances.py``): the
+os-setup block is skipped and the cloud provides what it sets up — ``PYTHON`` (the project
+venv's interpreter), ``INSTANCE_ID``, ``AWS_*`` variables pointing at the local cloud — plus
+``STEPML_WORK_DIR`` (the instance's scratch dir instead of ``/opt/stepml``); ``shutdown``
+ends the instance's processes. The body must therefore use only ``$PYTHON`` (no aws CLI).
+
+Stdlib only, so a Lambda handler can build user data without extra dependencies.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import shlex
+import tarfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+RUNNABLE_MARKER = "# localcloud: runnable"
+OS_SETUP_BEGIN = "# >>> os-setup"
+OS_SETUP_END = "# <<< os-setup"
+MAX_USER_DATA = 16 * 1024  # EC2's limit on raw user data
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+HYPERPARAMETER_KEY = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
+
+# The instance's S3 helper (boto3 only; the AMI has no aws CLI guarantee, the local cloud none).
+S3_HELPER = r'''
+import io, json, os, re, sys, tarfile, tempfile, time, zipfile
+import boto3
+
+E = os.environ
+WORK = E["STEPML_WORK"]
+FAILURE = os.path.join(WORK, "output", "failure")
+s3 = boto3.client("s3")
+
+
+def split(uri):
+    bucket, _, key = uri[5:].partition("/")
+    return bucket, key
+
+
+def now():
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def fetch(uri, dest):
+    try:
+        bucket, key = split(uri)
+        body = io.BytesIO(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+        if key.endswith(".zip"):
+            zipfile.ZipFile(body).extractall(dest)
+        else:
+            safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+            with tarfile.open(fileobj=body) as tar:
+                tar.extractall(dest, **safe)
+    except Exception as error:
+        message = f"cannot fetch the training code {uri}: {error}"
+        with open(FAILURE, "w") as out:
+            out.write(message + "\n")
+        sys.exit(f"error: {message}")
+
+
+def status(state, **extra):
+    doc = {"status": state, "instance_id": E.get("INSTANCE_ID", ""),
+           "started_at": E["STEPML_STARTED_AT"], "updated_at": now(),
+           "data_uri": E["STEPML_DATA_URI"], "model_uri": E["STEPML_MODEL_URI"],
+           "hyperparameters": json.loads(E["STEPML_HYPERPARAMETERS"]), **extra}
+    bucket, key = split(E["STEPML_STATUS_URI"])
+    s3.put_object(Bucket=bucket, Key=key, Body=json.dumps(doc, indent=2).encode(),
+                  ContentType="application/json")
+
+
+def metrics(lines):
+    found = {}
+    for line in lines:
+        for key, value in re.findall(r"(\w+)=(-?\d+(?:\.\d+)?(?:[eE]-?\d+)?)(?=\s|$)", line):
+            found[key] = float(value)
+    return found
+
+
+def reason(lines, code):
+    if os.path.isfile(FAILURE) and open(FAILURE).read().strip():
+        return open(FAILURE).read().strip()
+    errors = [line for line in lines if line.startswith("error:")]
+    rest = [line for line in lines if line.strip()]
+    return (errors or rest or [f"training exited with code {code}"])[-1]
+
+
+def package(model_uri):
+    bucket, prefix = split(model_uri.rstrip("/") + "/")
+    target = prefix + "model.tar.gz"
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+    keys = [o["Key"] for p in pages for o in p.get("Contents", [])
+            if o["Key"] != target and not o["Key"].endswith("/")]
+    if not keys:
+        raise RuntimeError(f"no model files under {model_uri}")
+    with tempfile.TemporaryDirectory() as tmp:
+        archive = os.path.join(tmp, "model.tar.gz")
+        with tarfile.open(archive, "w:gz", compresslevel=1) as tar:
+            for number, key in enumerate(sorted(keys)):
+                local = os.path.join(tmp, str(number))
+                s3.download_file(bucket, key, local)
+                tar.add(local, arcname=key[len(prefix):])
+        s3.upload_file(archive, bucket, target)
+    return f"s3://{bucket}/{target}"
+
+
+def finish(code):
+    log = os.path.join(WORK, "train.log")
+    lines = open(log, errors="replace").read().splitlines() if os.path.exists(log) else []
+    extra = {"exit_code": code, "metrics": metrics(lines)}
+    if os.path.exists(log):
+        log_uri = E["STEPML_STATUS_URI"].rsplit("/", 1)[0] + "/train.log"
+        s3.upload_file(log, *split(log_uri))
+        extra["log_uri"] = log_uri
+    if code == 0:
+        try:
+            extra["model_artifact"] = package(E["STEPML_MODEL_URI"])
+        except Exception as error:
+            code, extra["exit_code"] = 1, 1
+            lines.append(f"error: model packaging failed: {error}")
+    if code != 0:
+        extra["reason"] = reason(lines, code)
+    status("Completed" if code == 0 else "Failed", **extra)
+
+
+if __name__ == "__main__":
+    command, args = sys.argv[1], sys.argv[2:]
+    {"fetch": lambda: fetch(*args), "status": lambda: status(*args),
+     "finish": lambda: finish(int(args[0]))}[command]()
+'''
+
+OS_SETUP = r'''
+TOKEN=$(curl -sf -X PUT http://169.254.169.254/latest/api/token \
+  -H "X-aws-ec2-metadata-token-ttl-seconds: 300")
+INSTANCE_ID=$(curl -sf -H "X-aws-ec2-metadata-token: $TOKEN" \
+  http://169.254.169.254/latest/meta-data/instance-id)
+export INSTANCE_ID
+for candidate in /opt/pytorch/bin/python3 /opt/conda/envs/pytorch/bin/python3 \
+    /opt/conda/bin/python3; do
+  if [ -x "$candidate" ] && "$candidate" -c "import torch, torchvision" 2>/dev/null; then
+    PYTHON=$candidate
+    break
+  fi
+done
+if [ -z "${PYTHON:-}" ]; then
+  dnf install -y python3.11 python3.11-pip || yum install -y python3 python3-pip
+  "$(command -v python3.11 || command -v python3)" -m venv /opt/stepml-venv
+  PYTHON=/opt/stepml-venv/bin/python
+  "$PYTHON" -m pip install --quiet "torch==2.14.1" "torchvision==0.29.1" pillow numpy
+fi
+"$PYTHON" -c "import boto3" 2>/dev/null || "$PYTHON" -m pip install --quiet boto3
+export PYTHON
+'''
+
+
+def render_args(hyperparameters: Mapping[str, Any]) -> list[str]:
+    """``--key value`` pairs in the given order; booleans as true/false."""
+    args: list[str] = []
+    for key, value in hyperparameters.items():
+        if not HYPERPARAMETER_KEY.fullmatch(str(key)):
+            raise ValueError(f"invalid hyperparameter name {key!r}")
+        text = json.dumps(value) if isinstance(value, bool | dict | list) else str(value)
+        args += [f"--{key}", text]
+    return args
+
+
+def build_user_data(code_uri: str, data_uri: str, model_uri: str, status_uri: str,
+                    hyperparameters: Mapping[str, Any], region: str) -> str:
+    """The instance's bootstrap script (plain text; boto3 base64-encodes ``UserData``)."""
+    for name, uri in (("code_uri", code_uri), ("data_uri", data_uri),
+                      ("model_uri", model_uri), ("status_uri", status_uri)):
+        if not str(uri).startswith("s3://"):
+            raise ValueError(f"{name} must be an s3:// URI, got {uri!r}")
+    exports = {
+        "STEPML_CODE_URI": code_uri, "STEPML_DATA_URI": data_uri,
+        "STEPML_MODEL_URI": model_uri, "STEPML_STATUS_URI": status_uri,
+        "STEPML_HYPERPARAMETERS": json.dumps(dict(hyperparameters), sort_keys=True),
+    }
+    train_args = " ".join(shlex.quote(a) for a in render_args(hyperparameters))
+    script = "\n".join([
+        "#!/bin/bash",
+        RUNNABLE_MARKER,
+        "# stepml EC2 training bootstrap, generated by infra_scripts/ec2_user_data.py.",
+        "set -uo pipefail",
+        f'export AWS_DEFAULT_REGION="${{AWS_DEFAULT_REGION:-{region}}}"',
+        *(f"export {key}={shlex.quote(value)}" for key, value in exports.items()),
+        OS_SETUP_BEGIN + OS_SETUP.rstrip("\n"),
+        OS_SETUP_END,
+        'PYTHON="${PYTHON:-python3}"',
+        'WORK="${STEPML_WORK_DIR:-/opt/stepml}"',
+        'export STEPML_WORK="$WORK" STEPML_STARTED_AT="$(date -u +%Y-%m-%dT%H:%M:%SZ)"',
+        'mkdir -p "$WORK/code" "$WORK/output" && cd "$WORK" || exit 1',
+        "cat > \"$WORK/s3io.py\" <<'STEPML_S3IO'" + S3_HELPER.rstrip("\n"),
+        "STEPML_S3IO",
+        'finish() { code=$?; trap - EXIT; "$PYTHON" "$WORK/s3io.py" finish "$code"; '
+        "shutdown -h now; }",
+        "trap finish EXIT",
+        '"$PYTHON" "$WORK/s3io.py" status InProgress',
+        '"$PYTHON" "$WORK/s3io.py" fetch "$STEPML_CODE_URI" "$WORK/code" || exit 1',
+        'export PYTHONPATH="$WORK/code${PYTHONPATH:+:$PYTHONPATH}"',
+        '"$PYTHON" -m training.train --data "$STEPML_DATA_URI" --model-dir "$STEPML_MODEL_URI" '
+        f'--output-data-dir "$WORK/output" {train_args} 2>&1 | tee "$WORK/train.log"',
+        'exit "${PIPESTATUS[0]}"',
+        "",
+    ])
+    if len(script.encode()) > MAX_USER_DATA:
+        raise ValueError(f"user data is {len(script.encode())} bytes; EC2 allows {MAX_USER_DATA}")
+    return script
+
+
+def build_code_archive(root: Path = PROJECT_ROOT,
+                       packages: Iterable[str] = ("training",)) -> bytes:
+    """A reproducible ``code.tar.gz`` of the given packages (same code → same bytes, so
+    re-uploading at deploy time is idempotent)."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz", compresslevel=9) as tar:
+        for package in packages:
+            for path in sorted((root / package).rglob("*")):
+                if "__pycache__" in path.parts or path.suffix in (".pyc", ".pyo"):
+                    continue
+                info = tar.gettarinfo(str(path), arcname=path.relative_to(root).as_posix())
+                info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""
+                if path.is_file():
+                    with open(path, "rb") as source:
+                        tar.addfile(info, source)
+                else:
+                    tar.addfile(info)
+    return _strip_gzip_time(buffer.getvalue())
+
+
+def _strip_gzip_time(data: bytes) -> bytes:
+    """gzip stores a timestamp in bytes 4..7; zero it so the archive is byte-reproducible."""
+    return data[:4] + b"\0\0\0\0" + data[8:]

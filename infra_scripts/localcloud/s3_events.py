@@ -1,0 +1,111 @@
+"""S3 → EventBridge → Lambda / Step Functions on the local cloud.
+
+moto 5.2 already does half of it: a bucket with ``EventBridgeConfiguration`` turns object
+events into EventBridge events (``s3/notifications.py``) and hands them to every rule's
+``Rule.send_to_targets``, which matches the rule's pattern (moto's ``EventPattern``: prefix,
+suffix, wildcard, …) but delivers only to logs/SQS/archive/bus/API-destination targets. This
+module wraps ``send_to_targets`` to also deliver to Lambda functions (an asynchronous Invoke, as
+EventBridge does, over HTTP to this cloud so it runs on the real Lambda runtime and counts like
+any invocation) and to state machines (StartExecution), and to skip DISABLED rules. The same
+wrapper serves PutEvents.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from datetime import datetime, timezone
+from typing import Any
+
+from infra_scripts.localcloud.server import LocalCloud
+
+# moto stamps every S3-originated event with this constant id and a Unix time.
+_MOTO_CONSTANT_ID = "17793124-05d4-b198-2fde-7ededc63b103"
+
+
+class Deliverer:
+    def __init__(self, cloud: LocalCloud) -> None:
+        self.cloud = cloud
+        self._clients: dict[str, Any] = {}
+        self._lock = threading.Lock()
+        self.delivered: list[tuple[str, str]] = []  # (target ARN, event id), for tests and debugging
+
+    def client(self, service: str) -> Any:
+        with self._lock:
+            if service not in self._clients:
+                self._clients[service] = self.cloud.boto3_client(service)
+            return self._clients[service]
+
+    def deliver(self, rule: Any, event: dict) -> None:
+        """Send ``event`` to the rule's Lambda and Step Functions targets, off the caller's thread."""
+        event = normalise(event)
+        for target in rule.targets:
+            service = target["Arn"].split(":")[2]
+            if service in ("lambda", "states"):
+                threading.Thread(target=self._send, args=(service, target, event), daemon=True).start()
+
+    def _send(self, service: str, target: dict, event: dict) -> None:
+        payload = target_input(target, event)
+        try:
+            if service == "lambda":
+                self.client("lambda").invoke(FunctionName=target["Arn"], InvocationType="Event",
+                                             Payload=payload)
+            else:
+                self.client("stepfunctions").start_execution(stateMachineArn=target["Arn"],
+                                                             input=payload)
+            self.delivered.append((target["Arn"], event["id"]))
+        except Exception as error:  # EventBridge delivery is asynchronous: log, never raise
+            print(f"localcloud.s3_events: delivery to {target['Arn']} failed: {error!r}")
+
+
+def normalise(event: dict) -> dict:
+    """AWS's shape for what moto leaves rough: a unique id and an ISO-8601 time."""
+    event = json.loads(json.dumps(event, default=str))
+    if event.get("id") in (None, "", _MOTO_CONSTANT_ID):
+        event["id"] = str(uuid.uuid4())
+    if isinstance(event.get("time"), int | float):
+        event["time"] = datetime.fromtimestamp(event["time"], tz=timezone.utc).strftime(
+            "%Y-%m-%dT%H:%M:%SZ")
+    return event
+
+
+def target_input(target: dict, event: dict) -> str:
+    """The payload a target receives: Input, InputPath, InputTransformer or the whole event."""
+    from moto.events.utils import EventTemplateParser
+
+    if "Input" in target:
+        return target["Input"]
+    if "InputPath" in target:
+        return json.dumps(_simple_path(target["InputPath"], event))
+    transformer = target.get("InputTransformer")
+    if transformer:
+        rendered = EventTemplateParser.parse(input_template=transformer.get("InputTemplate"),
+                                             input_paths_map=transformer.get("InputPathsMap", {}),
+                                             event={"ingestion-time": event.get("time"), **event})
+        return rendered if isinstance(rendered, str) else json.dumps(rendered)
+    return json.dumps(event)
+
+
+def _simple_path(path: str, document: Any) -> Any:
+    """``$`` or ``$.a.b``: the InputPath forms rules use in practice."""
+    for part in [p for p in path.removeprefix("$").split(".") if p]:
+        document = document.get(part) if isinstance(document, dict) else None
+    return document
+
+
+def install(cloud: LocalCloud) -> Deliverer:
+    from moto.events.models import Rule
+
+    deliverer = Deliverer(cloud)
+    original = Rule.send_to_targets
+
+    def send_to_targets(rule: Any, original_event: dict, transform_input: bool = True) -> None:
+        if rule.state != "ENABLED":
+            return
+        original(rule, original_event, transform_input)
+        if rule.event_pattern.matches_event(original_event):
+            deliverer.deliver(rule, original_event)
+
+    cloud.patch(Rule, "send_to_targets", send_to_targets)
+    return deliverer
