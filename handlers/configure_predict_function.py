@@ -28,6 +28,17 @@ def point_at_endpoint(function: str, endpoint: str) -> None:
     raise TransientAwsError(f"{function} configuration update still {status}")
 
 
+def publish(function: str, description: str) -> str:
+    """Publish a version, or reuse the one this run published before a retry or redrive (the
+    local cloud, like moto, publishes a new version on every call)."""
+    lam = client("lambda")
+    for page in lam.get_paginator("list_versions_by_function").paginate(FunctionName=function):
+        for version in page["Versions"]:
+            if version["Version"] != "$LATEST" and version.get("Description") == description:
+                return version["Version"]
+    return lam.publish_version(FunctionName=function, Description=description)["Version"]
+
+
 def move_alias(function: str, version: str) -> str:
     lam = client("lambda")
     try:
@@ -52,8 +63,7 @@ def handler(doc: dict) -> dict:
     function = setting("PREDICT_FUNCTION_NAME")
     predict = doc["predict"]
     point_at_endpoint(function, doc["endpoint"]["name"])
-    version = client("lambda").publish_version(
-        FunctionName=function, Description=f"serves {doc['endpoint']['name']} ({doc['run_id']})")["Version"]
+    version = publish(function, f"serves {doc['endpoint']['name']} ({doc['run_id']})")
     alias_arn = move_alias(function, version)
     status = apply_concurrency(function, int(predict["reserved_concurrency"]),
                                int(predict["provisioned_concurrency"]))

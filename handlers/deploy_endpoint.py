@@ -41,7 +41,11 @@ def deploy(doc: dict) -> dict:
                                   Tags=[{"Key": "stepml:run-id", "Value": doc["run_id"]}])
         return {"action": "created"}
     if current["EndpointConfigName"] == config:
-        return {"action": doc["endpoint"].get("action", "unchanged")}  # retry/redrive: done already
+        # Retry/redrive after this run deployed: the input lacks the first attempt's action, so
+        # read it from the endpoint's tag (Cleanup deletes only endpoints this run created).
+        tags = sagemaker.list_tags(ResourceArn=current["EndpointArn"]).get("Tags", [])
+        created = {"Key": "stepml:run-id", "Value": doc["run_id"]} in tags
+        return {"action": "created" if created else "updated"}
     if current["EndpointStatus"] in ("Creating", "Updating", "SystemUpdating", "RollingBack"):
         raise TransientAwsError(f"endpoint {name} is {current['EndpointStatus']}; retrying")
     if current["EndpointStatus"] == "Failed":

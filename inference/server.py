@@ -8,6 +8,12 @@ Content-Type and Accept. Prints `listening on http://HOST:PORT` when ready; on a
 cannot load it prints `error: REASON` to stderr and exits 2. SIGTERM/SIGINT: stop accepting,
 finish in-flight requests (up to STEPML_SHUTDOWN_GRACE seconds), exit 0.
 
+Environment: SM_MODEL_DIR / SAGEMAKER_BIND_TO_PORT / SAGEMAKER_MODEL_SERVER_WORKERS (defaults for
+--model / --port / --workers); STEPML_MAX_IMAGE_BYTES (5 MiB), STEPML_MAX_PIXELS (25 M),
+STEPML_FETCH_TIMEOUT (5 s per operation), STEPML_FETCH_DEADLINE (15 s per URL), STEPML_TOP_K (5),
+STEPML_TORCH_THREADS (usable cores), STEPML_SHUTDOWN_GRACE (10 s), STEPML_LOG_LEVEL (INFO);
+AWS_ENDPOINT_URL and the usual AWS variables for s3:// inputs.
+
 Workers are threads sharing one model: `--workers` requests run their pipeline at once (fetch,
 decode, preprocess, serialise overlap; Pillow, sockets and torch release the GIL), while the
 forward pass itself runs one at a time on all cores (see LoadedModel.lock). Pre-forked processes

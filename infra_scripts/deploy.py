@@ -1,29 +1,49 @@
-"""Deploy the stack with plain boto3 calls: bucket, roles, code bundles, Lambda functions and
-the state machine. Every step is create-or-update, so deploying twice changes nothing.
+"""Deploy the stack: the CloudFormation template from ``infra_scripts/cfn/template.py``, applied
+by change set, on AWS and on the local cloud alike.
+
+Steps: check the configuration and the region (AMI, inference image) before anything exists →
+create the bootstrap stack (its bucket) if there is no stack → upload the code bundles and the
+template, each under a content-addressed key (unchanged code uploads nothing) → create or update
+the full stack by change set → on the local cloud, apply what moto's CloudFormation ignores
+(``infra_scripts/cfn/local_gaps.py``). A deploy that created the stack and then fails removes
+it again, bucket included, so nothing is left half-made.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import os
-import tempfile
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import boto3
+from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from infra_scripts import packaging, policies
+from infra_scripts import packaging
+from infra_scripts.cfn import changeset, local_gaps
+from infra_scripts.cfn.changeset import Applied, Waiting
+from infra_scripts.cfn.template import (
+    BOOTSTRAP_PARAMETERS,
+    build_template,
+    stack_name,
+    template_body,
+)
+from infra_scripts.cfn.validation import DeployError, check_config
+from infra_scripts.policies import ON_UPLOAD_MODULE, PREDICT_MODULE
 from statemachine.config import PipelineConfig
-from statemachine.workflow import TASK_HANDLERS, definition_json
+from statemachine.workflow import TASK_HANDLERS
 
-PREDICT_MODULE = "predict"
 PYTORCH_VERSION = "2.5"  # newest PyTorch DLC the SageMaker SDK v2 knows with py311
 PYTHON_VERSION = "py311"
+LOG_RETENTION_DAYS = 30
+Report = Callable[[str], None]
+
+__all__ = ["Deployer", "DeployError", "DeployResult", "PREDICT_MODULE"]
 
 
 @contextmanager
@@ -41,103 +61,156 @@ def _endpoint_env(endpoint_url: str | None) -> Iterator[None]:
             os.environ["AWS_ENDPOINT_URL"] = previous
 
 
+def _digest(body: bytes) -> str:
+    return hashlib.sha256(body).hexdigest()[:16]
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
 @dataclass
 class DeployResult:
     state_machine_arn: str
     functions: list[str]
     bucket: str
     outputs: dict[str, str] = field(default_factory=dict)
+    changed: bool = True
+    changes: list[str] = field(default_factory=list)
 
 
 class Deployer:
     def __init__(self, config: PipelineConfig, session: boto3.Session | None = None,
-                 endpoint_url: str | None = None) -> None:
-        self.config = config
+                 endpoint_url: str | None = None, report: Report = _quiet,
+                 trigger_input: dict | None = None) -> None:
         self.session = session or boto3.Session(region_name=config.region)
+        self.config = dataclasses.replace(config, region=self.session.region_name or config.region)
         self.endpoint_url = endpoint_url
+        self.report = report
+        self.trigger_input = trigger_input or {}
         self._clients: dict[str, Any] = {}
+        self._account: str | None = None
 
     @classmethod
-    def for_local_cloud(cls, config: PipelineConfig, endpoint_url: str) -> Deployer:
+    def for_local_cloud(cls, config: PipelineConfig, endpoint_url: str, **options: Any) -> Deployer:
         from infra_scripts.localcloud.server import LOCAL_CREDENTIALS
 
         session = boto3.Session(aws_access_key_id=LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
                                 aws_secret_access_key=LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
                                 region_name=config.region)
-        return cls(config, session=session, endpoint_url=endpoint_url)
+        return cls(config, session=session, endpoint_url=endpoint_url, **options)
+
+    @classmethod
+    def for_aws(cls, config: PipelineConfig, region: str | None = None,
+                profile: str | None = None, **options: Any) -> Deployer:
+        """Standard AWS resolution: --region, else AWS_REGION/the profile's region, else config."""
+        session = boto3.Session(profile_name=profile)
+        session = boto3.Session(profile_name=profile,
+                                region_name=region or session.region_name or config.region)
+        return cls(config, session=session, **options)
+
+    # -- clients and facts ------------------------------------------------------------------
+    @property
+    def local(self) -> bool:
+        return self.endpoint_url is not None
+
+    @property
+    def stack_name(self) -> str:
+        return stack_name(self.config)
+
+    @property
+    def waiting(self) -> Waiting:
+        return Waiting(poll_s=0.05, timeout_s=120) if self.local else Waiting()
 
     def client(self, service: str) -> Any:
         if service not in self._clients:
+            # One attempt on the local cloud's CloudFormation: moto applies a change set while
+            # answering, so a retried execute would apply it twice.
+            retries = {"max_attempts": 1} if self.local and service == "cloudformation" else None
             self._clients[service] = self.session.client(
-                service, region_name=self.config.region, endpoint_url=self.endpoint_url)
+                service, region_name=self.config.region, endpoint_url=self.endpoint_url,
+                config=Config(retries=retries) if retries else None)
         return self._clients[service]
 
-    # -- pieces ---------------------------------------------------------------------------
-    def ensure_bucket(self) -> None:
+    def account_id(self) -> str:
+        if self._account is None:
+            self._account = self.client("sts").get_caller_identity()["Account"]
+            self.config = dataclasses.replace(self.config, account_id=self._account)
+        return self._account
+
+    def partition(self) -> str:
+        return self.session.get_partition_for_region(self.config.region)
+
+    # -- preflight ----------------------------------------------------------------------------
+    def check_ami(self) -> None:
+        """The EC2 path needs an AMI in this region: pinned, or the SSM parameter must exist."""
+        if self.config.ec2_ami_id:
+            return
+        try:
+            self.client("ssm").get_parameter(Name=self.config.ec2_ami_parameter)
+        except ClientError as error:
+            if error.response["Error"]["Code"] != "ParameterNotFound":
+                raise
+            raise DeployError(
+                f"region {self.config.region} has no configured AMI: the SSM parameter "
+                f"{self.config.ec2_ami_parameter} does not exist there; set ec2_ami_id or "
+                "ec2_ami_parameter for this region") from error
+
+    def inference_image(self) -> str:
+        from sagemaker import image_uris
+
+        try:
+            return image_uris.retrieve("pytorch", self.config.region, version=PYTORCH_VERSION,
+                                       py_version=PYTHON_VERSION, image_scope="inference",
+                                       instance_type=self.config.endpoint_instance_type)
+        except ValueError as error:
+            raise DeployError(f"no PyTorch {PYTORCH_VERSION} inference image for region "
+                              f"{self.config.region}: {error}") from error
+
+    # -- code bundles -------------------------------------------------------------------------
+    def upload_once(self, key: str, body: bytes) -> str:
+        """Put ``body`` at ``key`` unless it is there (keys are content-addressed)."""
         s3 = self.client("s3")
         try:
-            s3.head_bucket(Bucket=self.config.bucket)
-        except ClientError:
-            extra = ({} if self.config.region == "us-east-1" else
-                     {"CreateBucketConfiguration": {"LocationConstraint": self.config.region}})
-            s3.create_bucket(Bucket=self.config.bucket, **extra)
-        s3.put_public_access_block(Bucket=self.config.bucket, PublicAccessBlockConfiguration={
-            "BlockPublicAcls": True, "IgnorePublicAcls": True,
-            "BlockPublicPolicy": True, "RestrictPublicBuckets": True})
+            s3.head_object(Bucket=self.config.bucket, Key=key)
+        except ClientError as error:
+            if error.response["Error"]["Code"] not in ("404", "NoSuchKey", "NotFound"):
+                raise
+            s3.put_object(Bucket=self.config.bucket, Key=key, Body=body)
+            self.report(f"uploaded s3://{self.config.bucket}/{key}")
+        return key
 
-    def ensure_roles(self) -> dict[str, str]:
-        iam, arns = self.client("iam"), {}
-        for suffix, (service, build_policy) in policies.ROLES.items():
-            name = f"{self.config.prefix}-{suffix}"
-            try:
-                arns[suffix] = iam.get_role(RoleName=name)["Role"]["Arn"]
-            except iam.exceptions.NoSuchEntityException:
-                arns[suffix] = iam.create_role(
-                    RoleName=name, AssumeRolePolicyDocument=json.dumps(policies.trust(service)),
-                    Tags=[{"Key": "stepml:stack", "Value": self.config.prefix}])["Role"]["Arn"]
-            iam.put_role_policy(RoleName=name, PolicyName=f"{name}-policy",
-                                PolicyDocument=json.dumps(build_policy(self.config)))
-        self._ensure_instance_profile()
-        return arns
+    def _bundle(self, name: str, suffix: str, body: bytes) -> str:
+        return self.upload_once(f"{self.config.prefix}/code/{name}-{_digest(body)}{suffix}", body)
 
-    def _ensure_instance_profile(self) -> None:
-        iam, name = self.client("iam"), f"{self.config.prefix}-ec2-training"
-        try:
-            iam.get_instance_profile(InstanceProfileName=name)
-        except iam.exceptions.NoSuchEntityException:
-            iam.create_instance_profile(InstanceProfileName=name)
-            iam.add_role_to_instance_profile(InstanceProfileName=name, RoleName=name)
-
-    def upload(self, key: str, body: bytes) -> str:
-        self.client("s3").put_object(Bucket=self.config.bucket, Key=key, Body=body)
-        return f"s3://{self.config.bucket}/{key}"
-
-    def upload_code(self, sagemaker_role_arn: str) -> dict[str, str]:
-        prefix = f"{self.config.prefix}/code"
-        template = self.training_request_template(sagemaker_role_arn)
-        return {
-            "TRAINING_REQUEST_URI": self.upload(self.config.training_request_key,
-                                                json.dumps(template, indent=1).encode()),
-            "EC2_CODE_URI": self.upload(f"{prefix}/training.tar.gz", packaging.training_source()),
-            "INFERENCE_SOURCE_URI": self.upload(f"{prefix}/inference/sourcedir.tar.gz",
-                                                packaging.inference_source()),
+    def stage_code(self) -> dict[str, str]:
+        keys = {
+            "HandlersCodeKey": self._bundle("handlers", ".zip", packaging.handlers_zip()),
+            "TrainingCodeKey": self._bundle("training", ".tar.gz", packaging.training_source()),
+            "InferenceCodeKey": self._bundle("inference", ".tar.gz", packaging.inference_source()),
         }
+        source = f"s3://{self.config.bucket}/{keys['TrainingCodeKey']}"
+        role = f"arn:{self.partition()}:iam::{self.account_id()}:role/{self.config.prefix}-sagemaker"
+        request = json.dumps(self.training_request_template(role, source), indent=1,
+                             sort_keys=True).encode()
+        keys["TrainingRequestKey"] = self._bundle("training-request", ".json", request)
+        return keys
 
-    def training_request_template(self, role_arn: str) -> dict:
+    def training_request_template(self, role_arn: str, source_uri: str) -> dict:
         """CreateTrainingJob request built by the SageMaker SDK's PyTorch estimator (script
-        mode), the same ``training_config`` the Data Science SDK's TrainingStep uses."""
+        mode), the same ``training_config`` the Data Science SDK's TrainingStep uses. The source
+        is already in S3, so the SDK uploads nothing."""
         os.environ.setdefault("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
         import sagemaker
         from sagemaker.pytorch import PyTorch
         from sagemaker.workflow.airflow import training_config
         from training.hpo import METRIC_DEFINITIONS
 
-        with tempfile.TemporaryDirectory() as source, _endpoint_env(self.endpoint_url):
+        with _endpoint_env(self.endpoint_url):
             session = sagemaker.Session(boto_session=self.session, default_bucket=self.config.bucket,
                                         sagemaker_client=self.client("sagemaker"))
-            packaging.write_training_source_dir(Path(source))
             estimator = PyTorch(
-                entry_point=packaging.TRAINING_ENTRY, source_dir=source, role=role_arn,
+                entry_point=packaging.TRAINING_ENTRY, source_dir=source_uri, role=role_arn,
                 framework_version=PYTORCH_VERSION, py_version=PYTHON_VERSION,
                 instance_type=self.config.training_instance_type,
                 instance_count=self.config.training_instance_count,
@@ -149,78 +222,94 @@ class Deployer:
             return training_config(estimator, inputs=f"s3://{self.config.bucket}/"
                                    f"{self.config.dataset_prefix}", job_name="training-template")
 
-    def inference_image(self) -> str:
-        from sagemaker import image_uris
+    def template_url(self, body: str) -> str:
+        key = self._bundle("template", ".json", body.encode())
+        suffix = "amazonaws.com.cn" if self.config.region.startswith("cn-") else "amazonaws.com"
+        return f"https://s3.{self.config.region}.{suffix}/{self.config.bucket}/{key}"
 
-        return image_uris.retrieve("pytorch", self.config.region, version=PYTORCH_VERSION,
-                                   py_version=PYTHON_VERSION, image_scope="inference",
-                                   instance_type=self.config.endpoint_instance_type)
-
-    def handler_environment(self, roles: dict[str, str], code: dict[str, str]) -> dict[str, str]:
+    # -- the stack ----------------------------------------------------------------------------
+    def parameters(self, code: dict[str, str], image: str) -> dict[str, str]:
+        c = self.config
         return {
-            "EXECUTION_DEFAULTS": json.dumps(self.config.execution_defaults()),
-            "SAGEMAKER_ROLE_ARN": roles["sagemaker"],
-            "INFERENCE_IMAGE_URI": self.inference_image(),
-            "INFERENCE_PROGRAM": packaging.INFERENCE_ENTRY,
-            "EC2_INSTANCE_PROFILE": f"{self.config.prefix}-ec2-training",
-            "EC2_AMI_PARAMETER": self.config.ec2_ami_parameter,
-            "EC2_AMI_ID": self.config.ec2_ami_id,
-            "PREDICT_FUNCTION_NAME": self.config.function_name(PREDICT_MODULE),
-            "POWERTOOLS_SERVICE_NAME": self.config.prefix,
-            **code,
+            "Prefix": c.prefix, "BucketName": c.bucket, "EndpointName": c.endpoint_name,
+            "DatasetPrefix": c.dataset_prefix, "ModelPrefix": c.model_prefix,
+            "Ec2AmiParameter": c.ec2_ami_parameter, "Ec2AmiId": c.ec2_ami_id,
+            "InferenceImageUri": image, **code,
+            "ReservedConcurrency": str(c.reserved_concurrency),
+            "ProvisionedConcurrency": str(c.provisioned_concurrency),
+            "AutoscalingMin": str(c.autoscaling_min), "AutoscalingMax": str(c.autoscaling_max),
+            "AutoscalingTarget": str(c.autoscaling_target),
+            "LogRetentionDays": str(LOG_RETENTION_DAYS),
+            "TriggerExecutionInput": json.dumps(self.trigger_input, sort_keys=True),
         }
 
-    def ensure_function(self, module: str, role_arn: str, environment: dict[str, str],
-                        package: bytes, timeout: int) -> str:
-        lam, name = self.client("lambda"), self.config.function_name(module)
-        settings = dict(Role=role_arn, Handler=f"handlers.{module}.handler", Runtime="python3.11",
-                        Timeout=timeout, MemorySize=512, Environment={"Variables": environment})
+    def _bootstrap(self) -> bool:
+        """Create the stack with its bucket alone if there is none; True if this call did."""
+        cfn = self.client("cloudformation")
+        stack = changeset.describe_stack(cfn, self.stack_name)
+        if stack and stack["StackStatus"] not in changeset.REPLACEABLE:
+            return False
+        self.report(f"creating stack {self.stack_name} (first its bucket {self.config.bucket})")
+        parameters = {"Prefix": self.config.prefix, "BucketName": self.config.bucket}
+        assert tuple(parameters) == BOOTSTRAP_PARAMETERS
         try:
-            lam.get_function(FunctionName=name)
-        except lam.exceptions.ResourceNotFoundException:
-            lam.create_function(FunctionName=name, Code={"ZipFile": package}, Publish=False,
-                                Tags={"stepml:stack": self.config.prefix}, **settings)
-            return name
-        lam.update_function_code(FunctionName=name, ZipFile=package)
-        self._wait_updated(name)
-        lam.update_function_configuration(FunctionName=name, **settings)
-        self._wait_updated(name)
-        return name
+            changeset.apply(cfn, self.stack_name,
+                            {"TemplateBody": template_body(self.config, bootstrap=True)},
+                            parameters, self.waiting, self.report)
+        except DeployError:
+            self._delete_stack_quietly()  # the bucket was not made by us: leave it alone
+            raise
+        return True
 
-    def _wait_updated(self, name: str) -> None:
-        lam = self.client("lambda")
-        for _ in range(60):
-            if lam.get_function_configuration(FunctionName=name).get("LastUpdateStatus") in (
-                    None, "Successful", "Failed"):
-                return
-            time.sleep(1)
+    def _apply_full(self, image: str) -> tuple[Applied, dict[str, str]]:
+        parameters = self.parameters(self.stage_code(), image)
+        url = self.template_url(template_body(self.config))
+        self.report(f"change set for stack {self.stack_name}")
+        applied = changeset.apply(self.client("cloudformation"), self.stack_name,
+                                  {"TemplateURL": url}, parameters, self.waiting, self.report)
+        return applied, parameters
 
-    def ensure_state_machine(self, role_arn: str) -> str:
-        sfn, definition = self.client("stepfunctions"), definition_json(self.config)
+    def _apply_local_gaps(self, parameters: dict[str, str]) -> None:
+        values = {**parameters, "AWS::Region": self.config.region,
+                  "AWS::AccountId": self.account_id(), "AWS::Partition": self.partition(),
+                  "AWS::StackName": self.stack_name}
+        local_gaps.apply(self.client, build_template(self.config), values)
+
+    def _delete_stack_quietly(self) -> None:
         try:
-            sfn.describe_state_machine(stateMachineArn=self.config.state_machine_arn)
-        except sfn.exceptions.StateMachineDoesNotExist:
-            return sfn.create_state_machine(
-                name=self.config.state_machine_name, definition=definition, roleArn=role_arn,
-                tags=[{"key": "stepml:stack", "value": self.config.prefix}])["stateMachineArn"]
-        sfn.update_state_machine(stateMachineArn=self.config.state_machine_arn,
-                                 definition=definition, roleArn=role_arn)
-        return self.config.state_machine_arn
+            changeset.delete_stack(self.client("cloudformation"), self.stack_name, self.waiting)
+        except (DeployError, ClientError) as error:
+            self.report(f"could not remove stack {self.stack_name}: {error}")
 
-    # -- the whole stack ------------------------------------------------------------------
+    def _undo_create(self) -> None:
+        """Roll back a stack this deploy created: the stack, then its (retained) bucket."""
+        from infra_scripts.cfn.teardown import empty_and_delete_bucket
+
+        self.report(f"rolling back: removing stack {self.stack_name} and bucket {self.config.bucket}")
+        self._delete_stack_quietly()
+        empty_and_delete_bucket(self.client("s3"), self.config.bucket)
+
     def deploy(self) -> DeployResult:
-        self.ensure_bucket()
-        roles = self.ensure_roles()
-        code = self.upload_code(roles["sagemaker"])
-        environment = self.handler_environment(roles, code)
-        package = packaging.handlers_zip()
-        timeout = self.config.handler_timeout_seconds
-        functions = [self.ensure_function(module, roles["handlers"], environment, package, timeout)
-                     for module in TASK_HANDLERS.values()]
-        functions.append(self.ensure_function(
-            PREDICT_MODULE, roles["predict"], {"ENDPOINT_NAME": self.config.endpoint_name,
-                                               "POWERTOOLS_SERVICE_NAME": f"{self.config.prefix}-predict"},
-            package, 30))
-        arn = self.ensure_state_machine(roles["state-machine"])
-        return DeployResult(state_machine_arn=arn, functions=functions, bucket=self.config.bucket,
-                            outputs={"StateMachineArn": arn, "Bucket": self.config.bucket, **code})
+        check_config(self.config)
+        self.account_id()
+        self.check_ami()
+        image = self.inference_image()
+        created = self._bootstrap()
+        try:
+            applied, parameters = self._apply_full(image)
+            if self.local:
+                self._apply_local_gaps(parameters)
+        except Exception:
+            if created:
+                self._undo_create()
+            raise
+        if not applied.changed:
+            self.report(f"no changes: stack {self.stack_name} is up to date")
+        return self.result(applied)
+
+    def result(self, applied: Applied) -> DeployResult:
+        modules = [*TASK_HANDLERS.values(), PREDICT_MODULE, ON_UPLOAD_MODULE]
+        return DeployResult(
+            state_machine_arn=applied.outputs.get("StateMachineArn", self.config.state_machine_arn),
+            functions=[self.config.function_name(m) for m in modules], bucket=self.config.bucket,
+            outputs=applied.outputs, changed=applied.changed, changes=applied.changes)

@@ -6,8 +6,8 @@
    instance id from IMDSv2, finds a Python with torch (Deep Learning AMI venvs) or installs one,
    and exports ``PYTHON`` and ``INSTANCE_ID``;
 2. writes ``{"status": "InProgress", ...}`` to the status URI;
-3. downloads ``code_uri`` (a ``.tar.gz`` or ``.zip`` holding the ``training`` package, see
-   ``build_code_archive``) into ``$WORK/code`` and puts it on ``PYTHONPATH``;
+3. downloads ``code_uri`` (a ``.tar.gz`` or ``.zip`` holding the ``training`` package, e.g.
+   ``infra_scripts.packaging.training_source()``) into ``$WORK/code``, puts it on ``PYTHONPATH``;
 4. runs ``$PYTHON -m training.train --data <data_uri> --model-dir <model_uri>
    --output-data-dir $WORK/output --key value ...`` (output teed to ``$WORK/train.log``);
 5. on exit, whatever happened (an ``EXIT`` trap): packs the model files under ``model_uri``
@@ -33,26 +33,24 @@ venv's interpreter), ``INSTANCE_ID``, ``AWS_*`` variables pointing at the local 
 ``STEPML_WORK_DIR`` (the instance's scratch dir instead of ``/opt/stepml``); ``shutdown``
 ends the instance's processes. The body must therefore use only ``$PYTHON`` (no aws CLI).
 
-Stdlib only, so a Lambda handler can build user data without extra dependencies.
+Stdlib only and self-contained, so it can live in (or be copied into) the handlers' Lambda
+package and build user data there.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import re
 import shlex
-import tarfile
-from collections.abc import Iterable, Mapping
-from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 RUNNABLE_MARKER = "# localcloud: runnable"
 OS_SETUP_BEGIN = "# >>> os-setup"
 OS_SETUP_END = "# <<< os-setup"
 MAX_USER_DATA = 16 * 1024  # EC2's limit on raw user data
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
 HYPERPARAMETER_KEY = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
+REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-\d{1,2}")
 
 # The instance's S3 helper (boto3 only; the AMI has no aws CLI guarantee, the local cloud none).
 S3_HELPER = r'''
@@ -203,6 +201,8 @@ def build_user_data(code_uri: str, data_uri: str, model_uri: str, status_uri: st
                       ("model_uri", model_uri), ("status_uri", status_uri)):
         if not str(uri).startswith("s3://"):
             raise ValueError(f"{name} must be an s3:// URI, got {uri!r}")
+    if not REGION.fullmatch(region):
+        raise ValueError(f"invalid AWS region {region!r}")
     exports = {
         "STEPML_CODE_URI": code_uri, "STEPML_DATA_URI": data_uri,
         "STEPML_MODEL_URI": model_uri, "STEPML_STATUS_URI": status_uri,
@@ -238,28 +238,3 @@ def build_user_data(code_uri: str, data_uri: str, model_uri: str, status_uri: st
     if len(script.encode()) > MAX_USER_DATA:
         raise ValueError(f"user data is {len(script.encode())} bytes; EC2 allows {MAX_USER_DATA}")
     return script
-
-
-def build_code_archive(root: Path = PROJECT_ROOT,
-                       packages: Iterable[str] = ("training",)) -> bytes:
-    """A reproducible ``code.tar.gz`` of the given packages (same code → same bytes, so
-    re-uploading at deploy time is idempotent)."""
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz", compresslevel=9) as tar:
-        for package in packages:
-            for path in sorted((root / package).rglob("*")):
-                if "__pycache__" in path.parts or path.suffix in (".pyc", ".pyo"):
-                    continue
-                info = tar.gettarinfo(str(path), arcname=path.relative_to(root).as_posix())
-                info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""
-                if path.is_file():
-                    with open(path, "rb") as source:
-                        tar.addfile(info, source)
-                else:
-                    tar.addfile(info)
-    return _strip_gzip_time(buffer.getvalue())
-
-
-def _strip_gzip_time(data: bytes) -> bytes:
-    """gzip stores a timestamp in bytes 4..7; zero it so the archive is byte-reproducible."""
-    return data[:4] + b"\0\0\0\0" + data[8:]

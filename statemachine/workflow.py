@@ -2,8 +2,9 @@
 
 Every Task is a LambdaStep whose handler receives the whole execution document and returns it
 with its own section added (``OutputPath: $.Payload``), so each state's input and output in the
-console read as the pipeline's state at that point. Any failure is caught into ``$.error`` and
-routed through Cleanup to a Fail state that carries the original error and cause.
+console read as the pipeline's state at that point. Final failures are caught into ``$.error``
+and routed through Cleanup to a Fail state that carries the original error and cause; anything
+else fails the execution at its state, where RedriveExecution can resume it.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ with warnings.catch_warnings():
     from stepfunctions.steps.choice_rule import ChoiceRule
     from stepfunctions.workflow import Workflow
 
+from handlers.errors import PipelineError
 from statemachine.config import PipelineConfig
 
 SNAPSHOT_PATH = Path(__file__).with_name("definition.asl.json")
@@ -33,6 +35,12 @@ TRANSIENT_ERRORS = [
     "Lambda.TooManyRequestsException",
     "TransientAwsError",
 ]
+
+# Caught into Cleanup → Fail: the failures handlers diagnose as final (PipelineError's family).
+# Anything else (transient errors that exhausted their retries, timeouts, permissions, bugs) is
+# not caught: the execution fails at that state with its resources in place, and a redrive
+# resumes there once the cause is fixed. Caught, it would resume at PipelineFailed and fail again.
+DETERMINISTIC_ERRORS = sorted(error.__name__ for error in PipelineError.__subclasses__())
 
 # Handler module (in handlers/) for each Task state; names are part of the interface.
 TASK_HANDLERS = {
@@ -112,7 +120,7 @@ def build_workflow(config: PipelineConfig | None = None, client: Any = None) -> 
     tasks["Cleanup"].next(failed)
     for state_id, task in tasks.items():
         if state_id != "Cleanup":
-            task.add_catch(steps.Catch(error_equals=["States.ALL"], next_step=tasks["Cleanup"],
+            task.add_catch(steps.Catch(error_equals=DETERMINISTIC_ERRORS, next_step=tasks["Cleanup"],
                                        result_path="$.error"))
 
     def wait(state_id: str) -> steps.Wait:

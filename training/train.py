@@ -118,6 +118,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def _peek_output_dir(argv: list[str]) -> str | None:
+    """--output-data-dir before full parsing, so even argument errors leave a failure file."""
+    for i, token in enumerate(argv):
+        name, _, value = token.partition("=")
+        if name in ("--output-data-dir", "--output_data_dir"):
+            return value or (argv[i + 1] if i + 1 < len(argv) else None)
+    return None
+
+
 def _validate(args: argparse.Namespace) -> None:
     rules = [("epochs", args.epochs >= 1, ">= 1"),
              ("lr", math.isfinite(args.lr) and args.lr > 0, "> 0"),
@@ -255,10 +264,10 @@ def bf16_supported(device) -> bool:
 # --------------------------------------------------------------------------- the run
 def main(argv: list[str] | None = None) -> int:
     env = os.environ
-    output_dir = env.get("SM_OUTPUT_DATA_DIR")
+    argv = sys.argv[1:] if argv is None else list(argv)
+    output_dir = _peek_output_dir(argv) or env.get("SM_OUTPUT_DATA_DIR")
     try:
         args = parse_args(argv)
-        output_dir = args.output_data_dir or output_dir
         with tempfile.TemporaryDirectory(prefix="stepml-train-") as tmp:
             run(args, env, Path(tmp))
         return 0
@@ -274,14 +283,16 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(args: argparse.Namespace, env: Mapping[str, str], staging: Path) -> dict:
     """Resolve everything, train, and (rank 0) write the artifacts; return the metrics."""
+    from training.dataset import check_layout
+
+    split_dirs = resolve_data(args, env, staging)
+    classes = check_layout(split_dirs)  # before any collective (and torch): all ranks fail alike
+
     import torch
 
     from training import distributed as D
-    from training.dataset import check_layout
 
     info, rendezvous = D.detect(env)
-    split_dirs = resolve_data(args, env, staging)
-    classes = check_layout(split_dirs)  # before any collective: all ranks fail alike
     model_dir, model_uri = resolve_model_dir(args, env, staging)
     cfg = TrainConfig(
         split_dirs=split_dirs, model_dir=str(model_dir),

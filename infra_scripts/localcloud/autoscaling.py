@@ -33,6 +33,7 @@ from moto.applicationautoscaling.models import (
     FakeApplicationAutoscalingPolicy,
     FakeScalableTarget,
 )
+from moto.core.exceptions import JsonRESTError
 from werkzeug.wrappers import Request, Response
 
 from infra_scripts.localcloud.sagemaker_endpoints import (
@@ -296,8 +297,38 @@ def install(cloud: LocalCloud) -> AutoscalingController:
         controller.check_target(backend, namespace, r_id, dimension)
         return original(backend, namespace, r_id, dimension, *args, **kwargs)
 
+    def deregister_scalable_target(backend: ApplicationAutoscalingBackend, namespace: str,
+                                   r_id: str, dimension: str) -> None:
+        if not backend.describe_scalable_targets(namespace, [r_id], dimension):
+            raise JsonRESTError("ObjectNotFoundException", (
+                f"No scalable target registered for service namespace: {namespace}, resource ID: "
+                f"{r_id}, scalable dimension: {dimension}"))
+        original_deregister(backend, namespace, r_id, dimension)
+        for key, policy in list(backend.policies.items()):  # AWS deletes the target's policies
+            if (policy.service_namespace, policy.resource_id, policy.scalable_dimension) == (
+                    namespace, r_id, dimension):
+                del backend.policies[key]
+
+    def delete_scaling_policy(backend: ApplicationAutoscalingBackend, policy_name: str,
+                              service_namespace: str, resource_id: str,
+                              scalable_dimension: str) -> None:
+        key = FakeApplicationAutoscalingPolicy.formulate_key(
+            service_namespace, resource_id, scalable_dimension, policy_name)
+        if key not in backend.policies:
+            raise JsonRESTError("ObjectNotFoundException", (
+                f"No scaling policy found for service namespace: {service_namespace}, resource "
+                f"ID: {resource_id}, scalable dimension: {scalable_dimension}, policy name: "
+                f"{policy_name}"))
+        original_delete_policy(backend, policy_name, service_namespace, resource_id,
+                               scalable_dimension)
+
     original = cloud.patch(ApplicationAutoscalingBackend, "register_scalable_target",
                            register_scalable_target)
+    # moto answers ValidationException where AWS answers ObjectNotFoundException.
+    original_deregister = cloud.patch(ApplicationAutoscalingBackend,
+                                      "deregister_scalable_target", deregister_scalable_target)
+    original_delete_policy = cloud.patch(ApplicationAutoscalingBackend, "delete_scaling_policy",
+                                         delete_scaling_policy)
     cloud.add_route(match_target("AnyScaleFrontendService.DescribeScalingActivities"),
                     controller.describe_activities)
     controller.start()

@@ -146,7 +146,7 @@ def redrive_fields(execution: Any, listing: bool = False) -> dict[str, Any]:
 
 
 def _now() -> datetime.datetime:
-    return datetime.datetime.now(tz=datetime.timezone.utc)
+    return datetime.datetime.now(tz=datetime.UTC)
 
 
 # -- API --------------------------------------------------------------------------------------

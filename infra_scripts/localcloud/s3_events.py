@@ -12,16 +12,18 @@ wrapper serves PutEvents.
 
 from __future__ import annotations
 
+import copy
 import json
 import threading
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from infra_scripts.localcloud.server import LocalCloud
 
 # moto stamps every S3-originated event with this constant id and a Unix time.
 _MOTO_CONSTANT_ID = "17793124-05d4-b198-2fde-7ededc63b103"
+OUR_SERVICES = ("lambda", "states")  # target types moto's events backend does not deliver to
 
 
 class Deliverer:
@@ -41,9 +43,9 @@ class Deliverer:
         """Send ``event`` to the rule's Lambda and Step Functions targets, off the caller's thread."""
         event = normalise(event)
         for target in rule.targets:
-            service = target["Arn"].split(":")[2]
-            if service in ("lambda", "states"):
-                threading.Thread(target=self._send, args=(service, target, event), daemon=True).start()
+            if _service(target) in OUR_SERVICES:
+                threading.Thread(target=self._send, args=(_service(target), target, event),
+                                 daemon=True).start()
 
     def _send(self, service: str, target: dict, event: dict) -> None:
         payload = target_input(target, event)
@@ -59,13 +61,17 @@ class Deliverer:
             print(f"localcloud.s3_events: delivery to {target['Arn']} failed: {error!r}")
 
 
+def _service(target: dict) -> str:
+    return target["Arn"].split(":")[2]
+
+
 def normalise(event: dict) -> dict:
     """AWS's shape for what moto leaves rough: a unique id and an ISO-8601 time."""
     event = json.loads(json.dumps(event, default=str))
     if event.get("id") in (None, "", _MOTO_CONSTANT_ID):
         event["id"] = str(uuid.uuid4())
     if isinstance(event.get("time"), int | float):
-        event["time"] = datetime.fromtimestamp(event["time"], tz=timezone.utc).strftime(
+        event["time"] = datetime.fromtimestamp(event["time"], tz=UTC).strftime(
             "%Y-%m-%dT%H:%M:%SZ")
     return event
 
@@ -103,8 +109,13 @@ def install(cloud: LocalCloud) -> Deliverer:
     def send_to_targets(rule: Any, original_event: dict, transform_input: bool = True) -> None:
         if rule.state != "ENABLED":
             return
-        original(rule, original_event, transform_input)
-        if rule.event_pattern.matches_event(original_event):
+        # moto raises NotImplementedError on target types it lacks: give it only its own.
+        others = [t for t in rule.targets if _service(t) not in OUR_SERVICES]
+        if others:
+            theirs = copy.copy(rule)
+            theirs.targets = others
+            original(theirs, original_event, transform_input)
+        if len(others) < len(rule.targets) and rule.event_pattern.matches_event(original_event):
             deliverer.deliver(rule, original_event)
 
     cloud.patch(Rule, "send_to_targets", send_to_targets)

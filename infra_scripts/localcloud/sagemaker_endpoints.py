@@ -341,10 +341,8 @@ class SageMakerEndpoints:
 
     def invocations_since(self, key: Key, variant: str, since: float) -> int:
         """Invocations of a variant after ``since`` (time.monotonic())."""
-        times = self._invocations.get((key, variant))
-        if not times:
-            return 0
-        return sum(1 for stamp in list(times) if stamp > since)
+        with self._lock:  # a deque must not change while it is iterated
+            return sum(1 for stamp in self._invocations.get((key, variant), ()) if stamp > since)
 
     def instances(self, key: Key, variant: str) -> list[ModelInstance]:
         state = self._states.get(key)
@@ -383,26 +381,27 @@ class SageMakerEndpoints:
         if state is None or state.record.endpoint_status not in SERVING_STATUSES:
             return _runtime_error(400, "ValidationError",
                                   f"Endpoint {name} of account {key[0]} not found.")
-        variant = self._choose_variant(state, request.headers.get("X-Amzn-SageMaker-Target-Variant"))
-        if variant is None:
+        fleet = self._choose_fleet(state, request.headers.get("X-Amzn-SageMaker-Target-Variant"))
+        if fleet is None:
             return _runtime_error(400, "ValidationError",
                                   "The variant specified in TargetVariant is not valid for "
                                   f"endpoint {name}.")
-        return self._forward(state, variant, request)
+        return self._forward(state, fleet, request)
 
     @staticmethod
-    def _choose_variant(state: EndpointState, target: str | None) -> str | None:
+    def _choose_fleet(state: EndpointState, target: str | None) -> Fleet | None:
+        """The target variant, else one drawn by weight (a blue/green swap may happen anytime)."""
         fleets = state.fleets
         if target:
-            return target if target in fleets else None
+            return fleets.get(target)
         names = list(fleets)
         weights = [state.weights.get(n, 1.0) for n in names]
-        if len(names) == 1 or not any(weights):
-            return names[0] if names else None
-        return random.choices(names, weights=weights)[0]
+        if len(names) <= 1 or not any(weights):
+            return fleets[names[0]] if names else None
+        return fleets[random.choices(names, weights=weights)[0]]
 
-    def _forward(self, state: EndpointState, variant: str, request: Request) -> Response:
-        fleet = state.fleets[variant]
+    def _forward(self, state: EndpointState, fleet: Fleet, request: Request) -> Response:
+        variant = fleet.variant
         body = request.get_data()
         headers = {h: request.headers[h] for h in FORWARDED_HEADERS if h in request.headers}
         for _attempt in range(max(1, len(fleet.instances))):

@@ -40,6 +40,9 @@ DEFAULT_EXTENSIONS: tuple[str, ...] = (
     "infra_scripts.localcloud.autoscaling",  # needs sagemaker_endpoints
     "infra_scripts.localcloud.redrive",
     "infra_scripts.localcloud.s3_events",
+    "infra_scripts.localcloud.sagemaker_training",
+    "infra_scripts.localcloud.sagemaker_hpo",  # needs sagemaker_training
+    "infra_scripts.localcloud.ec2_instances",
 )
 
 RouteMatcher = Callable[[Request], bool]

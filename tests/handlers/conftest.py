@@ -146,8 +146,15 @@ class Counts:
         return boto3.client("s3", region_name=REGION).list_objects_v2(Bucket=BUCKET)["KeyCount"]
 
 
+@pytest.fixture(scope="session")
+def boto_session() -> boto3.Session:
+    """One session for every test: its loader keeps the parsed service models (seconds each on
+    this machine) instead of re-reading them after mock_aws resets boto3's default session."""
+    return boto3.Session(region_name=REGION)
+
+
 @pytest.fixture
-def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Counts]:
+def aws(monkeypatch: pytest.MonkeyPatch, boto_session: boto3.Session) -> Iterator[Counts]:
     """moto for every service, the handlers' deploy-time environment, a fresh client cache, and
     a bucket holding the training request template and a two-class dataset."""
     for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE", "EC2_AMI_ID", "INFERENCE_PROGRAM"):
@@ -165,11 +172,13 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Counts]:
         "EC2_AMI_PARAMETER": CONFIG.ec2_ami_parameter,
         "PREDICT_FUNCTION_NAME": PREDICT_FUNCTION,
         "POWERTOOLS_SERVICE_NAME": "stepml-test",
+        "MOTO_EC2_LOAD_DEFAULT_AMIS": "false",  # ~2 s per test otherwise; AMI ids aren't checked
     }
     for name, value in environment.items():
         monkeypatch.setenv(name, value)
     common._clients.clear()
     with mock_aws():
+        monkeypatch.setattr(boto3, "DEFAULT_SESSION", boto_session)
         s3 = boto3.client("s3", region_name=REGION)
         s3.create_bucket(Bucket=BUCKET)
         bucket, key = common.split_s3_uri(TRAINING_REQUEST_URI)

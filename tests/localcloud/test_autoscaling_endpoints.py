@@ -158,3 +158,18 @@ def test_activities_of_other_namespaces_are_empty(cloud: LocalCloud) -> None:
     assert activities(cloud) == []
     assert client(cloud, "application-autoscaling").describe_scaling_activities(
         ServiceNamespace="ecs")["ScalingActivities"] == []
+
+
+def test_deregistering_removes_policies_and_unknown_targets_are_not_found(
+        cloud: LocalCloud) -> None:
+    register(cloud)
+    autoscaling = client(cloud, "application-autoscaling")
+    target = {"ServiceNamespace": "sagemaker", "ResourceId": RESOURCE,
+              "ScalableDimension": DIMENSION}
+    autoscaling.deregister_scalable_target(**target)
+    assert autoscaling.describe_scaling_policies(ServiceNamespace="sagemaker")[
+        "ScalingPolicies"] == []
+    with pytest.raises(autoscaling.exceptions.ObjectNotFoundException):
+        autoscaling.deregister_scalable_target(**target)
+    with pytest.raises(autoscaling.exceptions.ObjectNotFoundException):
+        autoscaling.delete_scaling_policy(PolicyName="per-instance", **target)

@@ -1,7 +1,7 @@
 """Local-cloud EC2: RunInstances with training user data runs it; state follows the script.
 
 The code archive the instance fetches holds a stand-in ``training`` package (fast); the last
-test ships the real one (``build_code_archive``) and trains on a tiny generated dataset.
+test ships the real one (the deploy's ``training_source()`` bundle) and trains on tiny data.
 """
 
 from __future__ import annotations
@@ -21,11 +21,11 @@ from infra_scripts.ec2_user_data import (
     MAX_USER_DATA,
     OS_SETUP_BEGIN,
     RUNNABLE_MARKER,
-    build_code_archive,
     build_user_data,
 )
 from infra_scripts.localcloud.ec2_instances import is_runnable, local_script
 from infra_scripts.localcloud.server import LocalCloud, LocalCloudSettings
+from infra_scripts.packaging import training_source
 
 EXTENSION = "infra_scripts.localcloud.ec2_instances"
 BUCKET = "stepml-ec2"
@@ -164,7 +164,17 @@ def test_user_data_is_marked_small_and_quotes_hyperparameters() -> None:
     with pytest.raises(ValueError, match="code_uri"):
         build_user_data("/tmp/code", "s3://b/d", "s3://b/m", "s3://b/s", {}, "us-east-1")
     with pytest.raises(ValueError, match="hyperparameter"):
-        build_user_data("s3://b/c", "s3://b/d", "s3://b/m", "s3://b/s", {"x; rm": 1}, "r")
+        build_user_data("s3://b/c", "s3://b/d", "s3://b/m", "s3://b/s", {"x; rm": 1}, "us-east-1")
+    with pytest.raises(ValueError, match="region"):
+        build_user_data("s3://b/c", "s3://b/d", "s3://b/m", "s3://b/s", {}, "us-east-1$(id)")
+
+
+def test_builder_and_local_cloud_agree_on_the_markers() -> None:
+    from infra_scripts import ec2_user_data
+    from infra_scripts.localcloud import ec2_instances
+
+    for name in ("RUNNABLE_MARKER", "OS_SETUP_BEGIN", "OS_SETUP_END"):
+        assert getattr(ec2_user_data, name) == getattr(ec2_instances, name), name
 
 
 def test_local_script_rewrites_absolute_shutdown_and_rejects_open_block() -> None:
@@ -172,14 +182,6 @@ def test_local_script_rewrites_absolute_shutdown_and_rejects_open_block() -> Non
         "#!/bin/bash\nsudo shutdown -h now\n")
     with pytest.raises(ValueError):
         local_script("#!/bin/bash\n# >>> os-setup\nyum update\n")
-
-
-def test_code_archive_is_reproducible() -> None:
-    first, second = build_code_archive(), build_code_archive()
-    assert first == second
-    with tarfile.open(fileobj=io.BytesIO(first)) as tar:
-        names = tar.getnames()
-    assert "training/__init__.py" in names and not any("__pycache__" in n for n in names)
 
 
 # -- instances ----------------------------------------------------------------------------------
@@ -284,7 +286,7 @@ def test_real_training_code_on_an_instance(cloud: LocalCloud, tmp_path: Path) ->
     s3 = cloud.boto3_client("s3")
     for path in sorted(p for p in dataset.rglob("*") if p.is_file()):
         s3.upload_file(str(path), BUCKET, f"real/{path.relative_to(dataset).as_posix()}")
-    s3.put_object(Bucket=BUCKET, Key="code/real.tar.gz", Body=build_code_archive())
+    s3.put_object(Bucket=BUCKET, Key="code/real.tar.gz", Body=training_source())
     user_data = build_user_data(
         f"s3://{BUCKET}/code/real.tar.gz", f"s3://{BUCKET}/real", f"{BASE}/output",
         f"{BASE}/status.json", {"epochs": 2, "batch-size": 8, "image-size": 32},
@@ -297,3 +299,5 @@ def test_real_training_code_on_an_instance(cloud: LocalCloud, tmp_path: Path) ->
     assert {"model.pth", "classes.json", "metrics.json"} <= set(
         read_tar(cloud, status["model_artifact"]))
     assert 0.0 <= status["metrics"]["test_acc"] <= 1.0
+    # the instance's own TMPDIR: no checkpoint from an earlier run on this machine is resumed
+    assert "resumed_from" not in cloud.extensions["ec2_instances"].console(instance_id)

@@ -111,11 +111,19 @@ def test_invoke_endpoint_url_shape_is_what_the_endpoints_route() -> None:
 
 def test_applicationautoscaling_backend_has_what_the_controller_reads() -> None:
     from moto.applicationautoscaling.exceptions import AWSValidationException
-    from moto.applicationautoscaling.models import ApplicationAutoscalingBackend
+    from moto.applicationautoscaling.models import (
+        ApplicationAutoscalingBackend,
+        FakeApplicationAutoscalingPolicy,
+    )
 
     assert parameters(ApplicationAutoscalingBackend.register_scalable_target)[:3] == [
         "namespace", "r_id", "dimension"], (
         "register_scalable_target(namespace, r_id, dimension, …) changed; autoscaling wraps it")
+    assert parameters(ApplicationAutoscalingBackend.deregister_scalable_target) == [
+        "namespace", "r_id", "dimension"], "deregister_scalable_target() changed; autoscaling wraps it"
+    assert parameters(ApplicationAutoscalingBackend.delete_scaling_policy) == [
+        "policy_name", "service_namespace", "resource_id", "scalable_dimension"], (
+        "delete_scaling_policy() changed its parameters; autoscaling wraps it")
     assert parameters(ApplicationAutoscalingBackend.describe_scalable_targets) == [
         "namespace", "r_ids", "dimension"], "describe_scalable_targets() changed its parameters"
     assert AWSValidationException("x").error_type == "ValidationException", (
@@ -135,7 +143,9 @@ def test_applicationautoscaling_backend_has_what_the_controller_reads() -> None:
         for attribute in ("resource_id", "scalable_dimension", "min_capacity", "max_capacity",
                           "suspended_state"):
             assert hasattr(target, attribute), f"FakeScalableTarget has no .{attribute}"
-        [policy] = backend.policies.values()
+        [(key, policy)] = backend.policies.items()
+        assert key == FakeApplicationAutoscalingPolicy.formulate_key(
+            "sagemaker", resource, dimension, "p"), "policies are no longer keyed by formulate_key"
         for attribute in ("policy_name", "policy_type", "service_namespace", "resource_id",
                           "scalable_dimension"):
             assert hasattr(policy, attribute), f"FakeApplicationAutoscalingPolicy lost .{attribute}"

@@ -265,6 +265,45 @@ def test_failed_on_bad_artifact(cloud: LocalCloud, data: bytes | None, expected:
     assert expected in description["FailureReason"]
 
 
+def test_delete_while_creating_stops_the_instance(cloud: LocalCloud) -> None:
+    sagemaker = client(cloud, "sagemaker")
+    create_config(cloud, "slow", {"never_ready": True})
+    sagemaker.create_endpoint(EndpointName="ep", EndpointConfigName="slow")
+    endpoints = cloud.extensions["sagemaker_endpoints"]
+    state = endpoints._states[(cloud.account_id, cloud.region, "ep")]
+    deadline = time.monotonic() + 10
+    while not any(f.instances and f.instances[0].pid for f in state.pending):
+        assert time.monotonic() < deadline, "no instance started"
+        time.sleep(0.05)
+    pid = state.pending[0].instances[0].pid
+    sagemaker.delete_endpoint(EndpointName="ep")
+    assert not pid_alive(pid)
+    assert sagemaker.list_endpoints()["Endpoints"] == []
+
+
+def test_target_variant_routes_to_that_variant(cloud: LocalCloud) -> None:
+    create_config(cloud, "a", {"version": "a"})
+    create_config(cloud, "b", {"version": "b"})
+    sagemaker = client(cloud, "sagemaker")
+    sagemaker.create_endpoint_config(EndpointConfigName="ab", ProductionVariants=[
+        {"VariantName": "A", "ModelName": "a", "InitialInstanceCount": 1,
+         "InstanceType": "ml.m5.large", "InitialVariantWeight": 1.0},
+        {"VariantName": "B", "ModelName": "b", "InitialInstanceCount": 1,
+         "InstanceType": "ml.m5.large", "InitialVariantWeight": 0.0}])
+    sagemaker.create_endpoint(EndpointName="ep", EndpointConfigName="ab")
+    description = wait_until_settled(cloud, "ep")
+    assert [v["VariantName"] for v in description["ProductionVariants"]] == ["A", "B"]
+    runtime = client(cloud, "sagemaker-runtime")
+    assert {invoke(cloud, "ep")["version"] for _ in range(5)} == {"a"}  # B weighs nothing
+    response = runtime.invoke_endpoint(EndpointName="ep", Body=b"{}", TargetVariant="B",
+                                       ContentType="application/json")
+    assert response["InvokedProductionVariant"] == "B"
+    assert json.loads(response["Body"].read())["version"] == "b"
+    with pytest.raises(ClientError, match="TargetVariant is not valid"):
+        runtime.invoke_endpoint(EndpointName="ep", Body=b"{}", TargetVariant="C",
+                                ContentType="application/json")
+
+
 def test_failed_on_ping_timeout(standin_script: Path) -> None:
     options = standin_options(standin_script, startup_timeout_s=1)
     settings = LocalCloudSettings(options={"sagemaker_endpoints": options})

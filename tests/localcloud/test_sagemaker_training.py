@@ -340,7 +340,10 @@ def _real_training_available() -> bool:
 
 @pytest.mark.skipif(not _real_training_available(), reason="training/train.py not there yet")
 def test_real_training_entry_point(tmp_path: Path) -> None:
+    """The deploy's script-mode bundle and hyperparameters as the SageMaker SDK encodes them."""
+    from infra_scripts import packaging
     from training.dataset import make_dataset
+    from training.hpo import METRIC_DEFINITIONS
 
     dataset = make_dataset(tmp_path / "data", classes=2, per_class=8, size=32, seed=0)
     with LocalCloud(extensions=[EXTENSION]) as cloud:
@@ -348,14 +351,28 @@ def test_real_training_entry_point(tmp_path: Path) -> None:
         s3.create_bucket(Bucket=BUCKET)
         for path in sorted(p for p in dataset.rglob("*") if p.is_file()):
             s3.upload_file(str(path), BUCKET, f"data/{path.relative_to(dataset).as_posix()}")
-        hyperparameters = {"epochs": "2", "batch-size": "8", "image-size": "32"}
-        sm = start_job(cloud, "job-real", hyperparameters)
+        s3.put_object(Bucket=BUCKET, Key="code/sourcedir.tar.gz",
+                      Body=packaging.training_source())
+        hyperparameters = {
+            "epochs": "2", "batch-size": "8", "image-size": "32", "arch": '"resnet18"',
+            "sagemaker_program": json.dumps(packaging.TRAINING_ENTRY),
+            "sagemaker_submit_directory": f'"s3://{BUCKET}/code/sourcedir.tar.gz"',
+            "sagemaker_container_log_level": "20", "sagemaker_region": '"us-east-1"'}
+        sm = start_job(cloud, "job-real", hyperparameters, AlgorithmSpecification={
+            "TrainingImage": "pytorch", "TrainingInputMode": "File",
+            "MetricDefinitions": METRIC_DEFINITIONS})
         described = wait_done(sm, "job-real", timeout_s=240)
         log = cloud.extensions["sagemaker_training"].log_text("job-real")
         assert described["TrainingJobStatus"] == "Completed", (described.get("FailureReason"), log)
         files = read_model(cloud, described["ModelArtifacts"]["S3ModelArtifacts"])
         assert {"model.pth", "classes.json", "metrics.json"} <= set(files)
-        assert "test:acc" in {m["MetricName"] for m in described["FinalMetricDataList"]}
+        metrics = {m["MetricName"] for m in described["FinalMetricDataList"]}
+        assert {"valid_acc", "test_acc"} <= metrics
+
+        sm = start_job(cloud, "job-real-bad", {**hyperparameters, "lr": "-1"})
+        described = wait_done(sm, "job-real-bad", timeout_s=120)
+        assert described["TrainingJobStatus"] == "Failed"
+        assert "invalid hyperparameter lr=-1.0" in described["FailureReason"]
 
 
 def test_no_process_leaks_after_fixture() -> None:

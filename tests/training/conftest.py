@@ -12,10 +12,11 @@ import pytest
 from training.dataset import make_dataset
 
 REPO = Path(__file__).resolve().parents[2]
-# Small and fast: 3 classes, 32 px, 8/4/4 images per class in train/valid/test.
+# Small and fast: 3 classes, 32 px, 8/4/4 images per class in train/valid/test. One thread:
+# tiny tensors gain nothing from more, and a busy CI machine makes OpenMP barriers stall.
 TINY = {"classes": 3, "size": 32, "seed": 0, "splits": (8, 4, 4)}
 FAST_ARGS = ["--image-size", "32", "--epochs", "30", "--batch-size", "8", "--workers", "0",
-             "--lr", "0.01"]
+             "--lr", "0.01", "--threads", "1"]
 
 
 @pytest.fixture(scope="session")

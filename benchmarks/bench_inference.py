@@ -1,0 +1,217 @@
+"""Endpoint latency vs the bare model forward (issue 4), same image, same run.
+
+Three ways to classify one image, measured in interleaved blocks so background load hits them
+alike:
+  bare forward  predict_fn on the already preprocessed tensor (the model alone)
+  in-process    input_fn + predict_fn + output_fn on the JPEG bytes (the serving code)
+  endpoint      POST /invocations to the model server (a subprocess) over keep-alive HTTP
+Goal: endpoint p50 <= 1.3 x bare forward p50.
+
+Run: .venv/bin/python -m benchmarks.bench_inference [--configs resnet18:64,resnet50:224]
+"""
+from __future__ import annotations
+
+import argparse
+import http.client
+import io
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+
+from benchmarks.machine import percentile, write_report
+from inference.inference import input_fn, model_fn, output_fn, predict_fn
+from inference.network import build_network
+
+GOAL = 1.3
+MODES = ("bare forward", "in-process", "endpoint")
+REPO = Path(__file__).resolve().parent.parent
+
+
+# --------------------------------------------------------------------------- inputs
+def make_artifact(root: Path, arch: str, image_size: int, classes: int = 4) -> Path:
+    """A randomly initialised model in the training artifact layout (latency ignores weights)."""
+    torch.manual_seed(0)
+    torch.save(build_network(arch, classes).state_dict(), root / "model.pth")
+    (root / "classes.json").write_text(json.dumps([f"class_{i}" for i in range(classes)]))
+    (root / "hyperparameters.json").write_text(json.dumps({"arch": arch,
+                                                           "image_size": image_size}))
+    return root
+
+
+def make_jpeg(size: int) -> bytes:
+    """A photo-like JPEG: a shape on a background, with sensor-like noise."""
+    rng = np.random.default_rng(0)
+    image = Image.new("RGB", (size, size), (40, 110, 170))
+    ImageDraw.Draw(image).ellipse((size * 0.2, size * 0.25, size * 0.8, size * 0.85),
+                                  fill=(230, 180, 40))
+    pixels = np.asarray(image, dtype=np.float32) + rng.normal(0, 10, (size, size, 3))
+    out = io.BytesIO()
+    Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(out, "JPEG", quality=90)
+    return out.getvalue()
+
+
+# --------------------------------------------------------------------------- the server
+class ServerProcess:
+    def __init__(self, model_dir: Path, workers: int | None) -> None:
+        argv = [sys.executable, "-m", "inference.server", "--model", str(model_dir),
+                "--port", "0"] + (["--workers", str(workers)] if workers else [])
+        env = {**os.environ, "STEPML_LOG_LEVEL": "WARNING"}
+        self.process = subprocess.Popen(argv, cwd=REPO, env=env, text=True,
+                                        stdout=subprocess.PIPE)
+        line = self.process.stdout.readline().strip()
+        if not line.startswith("listening on http://"):
+            self.process.kill()
+            raise RuntimeError(f"model server did not start: {line!r}")
+        host_port = line.removeprefix("listening on http://")
+        self.conn = http.client.HTTPConnection(host_port, timeout=120)
+
+    def classify(self, body: bytes) -> bytes:
+        self.conn.request("POST", "/invocations", body=body,
+                          headers={"Content-Type": "image/jpeg", "Accept": "application/json"})
+        response = self.conn.getresponse()
+        payload = response.read()
+        if response.status != 200:
+            raise RuntimeError(f"endpoint answered {response.status}: {payload[:200]!r}")
+        return payload
+
+    def stop(self) -> None:
+        self.conn.close()
+        self.process.terminate()
+        self.process.wait(timeout=30)
+
+
+# --------------------------------------------------------------------------- measuring
+def timed(call: Callable[[], object], count: int) -> list[float]:
+    samples = []
+    for _ in range(count):
+        started = time.perf_counter()
+        call()
+        samples.append((time.perf_counter() - started) * 1000)
+    return samples
+
+
+def stats(samples: list[float]) -> dict[str, float]:
+    return {"n": len(samples), "p50_ms": percentile(samples, 0.50),
+            "p90_ms": percentile(samples, 0.90), "p99_ms": percentile(samples, 0.99),
+            "mean_ms": sum(samples) / len(samples), "min_ms": min(samples)}
+
+
+def measure(arch: str, image_size: int, image_px: int, rounds: int, block: int,
+            workers: int | None) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="stepml-bench-") as folder:
+        model_dir = make_artifact(Path(folder), arch, image_size)
+        model = model_fn(str(model_dir))
+        jpeg = make_jpeg(image_px)
+        tensor = model.transform(input_fn(jpeg, "image/jpeg"))
+        server = ServerProcess(model_dir, workers)
+        try:
+            calls: dict[str, Callable[[], object]] = {
+                "bare forward": lambda: predict_fn(tensor, model),
+                "in-process": lambda: output_fn(predict_fn(input_fn(jpeg, "image/jpeg"), model),
+                                                "application/json"),
+                "endpoint": lambda: server.classify(jpeg),
+            }
+            samples = run_rounds(calls, rounds, block)
+        finally:
+            server.stop()
+    result = {mode: stats(values) for mode, values in samples.items()}
+    ratio = result["endpoint"]["p50_ms"] / result["bare forward"]["p50_ms"]
+    return {"config": f"{arch}@{image_size}", "arch": arch, "image_size": image_size,
+            "image_px": image_px, "jpeg_bytes": len(jpeg), "torch_threads": torch.get_num_threads(),
+            "modes": result, "endpoint_over_bare_p50": ratio,
+            "in_process_over_bare_p50":
+                result["in-process"]["p50_ms"] / result["bare forward"]["p50_ms"],
+            "goal_met": ratio <= GOAL}
+
+
+def run_rounds(calls: dict[str, Callable[[], object]], rounds: int, block: int
+               ) -> dict[str, list[float]]:
+    """Warm every path, then alternate blocks, rotating which mode goes first each round."""
+    for call in calls.values():
+        timed(call, max(5, block // 2))
+    samples: dict[str, list[float]] = {mode: [] for mode in calls}
+    order = list(calls)
+    for index in range(rounds):
+        for mode in order[index % len(order):] + order[:index % len(order)]:
+            samples[mode] += timed(calls[mode], block)
+    return samples
+
+
+# --------------------------------------------------------------------------- report
+def markdown(results: list[dict[str, Any]], settings: dict[str, Any]) -> str:
+    lines = [
+        "Endpoint (model server over HTTP, keep-alive, one client) vs bare model forward on the "
+        "same JPEG in the same run; modes interleaved in blocks. Goal: endpoint p50 ≤ "
+        f"{GOAL}× bare forward p50.",
+        "",
+        "| model | image | mode | p50 ms | p90 ms | p99 ms | min ms | × bare p50 |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for result in results:
+        bare = result["modes"]["bare forward"]["p50_ms"]
+        for mode in MODES:
+            row = result["modes"][mode]
+            lines.append(
+                f"| {result['config']} | {result['image_px']} px JPEG | {mode} | "
+                f"{row['p50_ms']:.2f} | {row['p90_ms']:.2f} | {row['p99_ms']:.2f} | "
+                f"{row['min_ms']:.2f} | {row['p50_ms'] / bare:.2f} |")
+    lines += ["", "| model | endpoint p50 / bare p50 | goal ≤ 1.3 |", "|---|---|---|"]
+    for result in results:
+        mark = "met" if result["goal_met"] else "**missed**"
+        lines.append(f"| {result['config']} | {result['endpoint_over_bare_p50']:.2f}× | {mark} |")
+    lines += ["", f"Machine: nproc {settings['nproc']}, torch {settings['torch']} "
+              f"({settings['torch_threads']} intra-op threads), load average "
+              f"{settings['load_before']} before / {settings['load_after']} after; "
+              f"{settings['samples_per_mode']} samples per mode per model."]
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--configs", default="resnet18:64,resnet50:224",
+                        help="comma-separated arch:image_size[:jpeg_px] (default: %(default)s)")
+    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--block", type=int, default=20,
+                        help="calls per mode per round (resnet50 uses a quarter)")
+    parser.add_argument("--workers", type=int, default=None)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    load_before = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    results = []
+    for spec in args.configs.split(","):
+        arch, size, *px = spec.split(":")
+        block = args.block if arch == "resnet18" else max(2, args.block // 4)
+        results.append(measure(arch, int(size), int(px[0]) if px else int(size), args.rounds,
+                               block, args.workers))
+        print(f"{results[-1]['config']}: endpoint/bare p50 = "
+              f"{results[-1]['endpoint_over_bare_p50']:.2f}", flush=True)
+    settings = {
+        "nproc": len(os.sched_getaffinity(0)), "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(), "load_before": load_before,
+        "load_after": ", ".join(f"{x:.2f}" for x in os.getloadavg()),
+        "rounds": args.rounds, "samples_per_mode": "/".join(
+            str(r["modes"]["endpoint"]["n"]) for r in results),
+        "workers": args.workers, "goal": f"endpoint p50 <= {GOAL} x bare forward p50",
+    }
+    report = markdown(results, settings)
+    path = write_report("inference", {"settings": settings, "results": results}, report)
+    print(report)
+    print(f"\nwrote {path} and {path.with_suffix('.json')}")
+    return 0  # a missed goal is reported in the table, not as a failed run
+
+
+if __name__ == "__main__":
+    sys.exit(main())

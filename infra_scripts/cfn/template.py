@@ -1,0 +1,332 @@
+"""The stack's CloudFormation template, generated from Python: the one source ``stepml deploy``
+uses, on AWS and on the local cloud.
+
+Names, region-specific values and the seed's defaults are parameters; the state machine's
+definition is the ASL the Data Science SDK exports, its function ARNs swapped for ``Fn::Sub``
+references to the stack's functions; IAM comes from ``infra_scripts.policies``.
+
+Code lives in the stack's own bucket, so a stack is created in two steps: the *bootstrap*
+template (the bucket alone) first, then, once the code bundles are uploaded, the full template.
+The full template exceeds CloudFormation's 51,200-byte inline limit, so deploy uploads it to the
+bucket and passes its URL.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from infra_scripts import packaging, policies
+from infra_scripts.policies import ON_UPLOAD_MODULE, PREDICT_MODULE, ROLES, RoleSpec
+from statemachine.config import PipelineConfig
+from statemachine.workflow import TASK_HANDLERS, definition_json
+
+STACK_TAG = "stepml:stack"
+CODE_KEYS = ("HandlersCodeKey", "TrainingCodeKey", "InferenceCodeKey", "TrainingRequestKey")
+BOOTSTRAP_PARAMETERS = ("Prefix", "BucketName")
+RUNTIME = "python3.11"
+PREDICT_TIMEOUT_S = 30
+ON_UPLOAD_TIMEOUT_S = 30
+UPLOAD_MARKERS = ("_READY", "manifest.json")  # the dataset-completion objects issue 6 defines
+# Numbers in EXECUTION_DEFAULTS come from these parameters (unquoted in the JSON).
+NUMBER_DEFAULTS = {
+    ("autoscaling", "min"): "AutoscalingMin", ("autoscaling", "max"): "AutoscalingMax",
+    ("autoscaling", "target"): "AutoscalingTarget",
+    ("predict", "reserved_concurrency"): "ReservedConcurrency",
+    ("predict", "provisioned_concurrency"): "ProvisionedConcurrency",
+}
+RETENTION_DAYS = [1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827,
+                  2192, 2557, 2922, 3288, 3653]
+
+
+def stack_name(config: PipelineConfig) -> str:
+    return config.prefix
+
+
+# -- helpers ----------------------------------------------------------------------------------------
+def sub(value: Any) -> Any:
+    """Wrap every string holding a ``${…}`` placeholder in ``Fn::Sub`` (recursively)."""
+    if isinstance(value, str):
+        return {"Fn::Sub": value} if "${" in value else value
+    if isinstance(value, list):
+        return [sub(item) for item in value]
+    if isinstance(value, dict):
+        return {key: sub(item) for key, item in value.items()}
+    return value
+
+
+def ref(name: str) -> dict:
+    return {"Ref": name}
+
+
+def arn_of(logical_id: str) -> dict:
+    return {"Fn::GetAtt": [logical_id, "Arn"]}
+
+
+def tags() -> list[dict]:
+    return [{"Key": STACK_TAG, "Value": ref("Prefix")}]
+
+
+def function_id(module: str) -> str:
+    return "".join(part.capitalize() for part in module.split("_")) + "Function"
+
+
+def log_group_id(module: str) -> str:
+    return function_id(module).removesuffix("Function") + "LogGroup"
+
+
+# -- parameters -------------------------------------------------------------------------------------
+def _string(description: str, default: str | None = None, **extra: Any) -> dict:
+    spec = {"Type": "String", "Description": description, **extra}
+    if default is not None:
+        spec["Default"] = default
+    return spec
+
+
+def _number(description: str, default: float, minimum: float) -> dict:
+    return {"Type": "Number", "Description": description, "Default": default, "MinValue": minimum}
+
+
+def parameters(config: PipelineConfig) -> dict[str, dict]:
+    code = {key: _string(f"S3 key of a deploy-time bundle in the bucket ({key})",
+                         AllowedPattern=r"^[A-Za-z0-9/._-]+$") for key in CODE_KEYS}
+    return {
+        "Prefix": _string("Name prefix of every resource (functions, roles, state machine)",
+                          AllowedPattern=r"^[a-z][a-z0-9-]{0,29}$"),
+        "BucketName": _string("Bucket for datasets, models and code", MinLength=3, MaxLength=63,
+                              AllowedPattern=r"^[a-z0-9][a-z0-9.-]*[a-z0-9]$"),
+        "EndpointName": _string("The one SageMaker endpoint the predict function may invoke",
+                                AllowedPattern=r"^[a-z0-9](-*[a-z0-9]){0,62}$"),
+        "DatasetPrefix": _string("Key prefix of datasets", config.dataset_prefix,
+                                 AllowedPattern=r"^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*/$"),
+        "ModelPrefix": _string("Key prefix of model artifacts", config.model_prefix,
+                               AllowedPattern=r"^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*/$"),
+        "Ec2AmiParameter": _string("Region-specific AMI: SSM public parameter the EC2 path "
+                                   "resolves", config.ec2_ami_parameter,
+                                   AllowedPattern=r"^/[A-Za-z0-9/._-]+$"),
+        "Ec2AmiId": _string("AMI to pin instead of the SSM parameter (empty: resolve it)",
+                            config.ec2_ami_id, AllowedPattern=r"^(ami-[0-9a-f]{8,17})?$"),
+        "InferenceImageUri": _string("Region-specific PyTorch inference image"),
+        **code,
+        "ReservedConcurrency": _number("Reserved concurrency of the predict function",
+                                       config.reserved_concurrency, 1),
+        "ProvisionedConcurrency": _number("Provisioned concurrency on the live alias",
+                                          config.provisioned_concurrency, 0),
+        "AutoscalingMin": _number("Minimum endpoint instances", config.autoscaling_min, 1),
+        "AutoscalingMax": _number("Maximum endpoint instances", config.autoscaling_max, 1),
+        "AutoscalingTarget": _number("Target invocations per instance per minute",
+                                     config.autoscaling_target, 1),
+        "LogRetentionDays": {"Type": "Number", "Description": "Retention of the stack's logs",
+                             "Default": 30, "AllowedValues": RETENTION_DAYS},
+        "TriggerExecutionInput": _string("JSON merged into each upload-started execution", "{}"),
+    }
+
+
+# -- resources --------------------------------------------------------------------------------------
+def bucket() -> dict:
+    return {
+        "Type": "AWS::S3::Bucket",
+        # Datasets and models outlive the stack; `stepml destroy --delete-data` empties it.
+        "DeletionPolicy": "Retain", "UpdateReplacePolicy": "Retain",
+        "Properties": {
+            "BucketName": ref("BucketName"),
+            "BucketEncryption": {"ServerSideEncryptionConfiguration": [
+                {"ServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]},
+            "PublicAccessBlockConfiguration": {
+                "BlockPublicAcls": True, "BlockPublicPolicy": True, "IgnorePublicAcls": True,
+                "RestrictPublicBuckets": True},
+            "OwnershipControls": {"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]},
+            "VersioningConfiguration": {"Status": "Enabled"},
+            "LifecycleConfiguration": {"Rules": [{
+                "Id": "expire-old-versions", "Status": "Enabled",
+                "NoncurrentVersionExpiration": {"NoncurrentDays": 30},
+                "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 7}}]},
+            "NotificationConfiguration": {"EventBridgeConfiguration": {"EventBridgeEnabled": True}},
+            "Tags": tags(),
+        },
+    }
+
+
+def role(spec: RoleSpec) -> dict[str, dict]:
+    policy_id = f"{spec.logical_id}Policy"
+    return {
+        spec.logical_id: {"Type": "AWS::IAM::Role", "Properties": {
+            "RoleName": sub(f"${{Prefix}}-{spec.key}"), "Description": spec.summary,
+            "AssumeRolePolicyDocument": sub(spec.trust()), "Tags": tags()}},
+        # A separate policy resource: updates to it apply (moto ignores a role's own Policies).
+        policy_id: {"Type": "AWS::IAM::Policy", "Properties": {
+            "PolicyName": sub(f"${{Prefix}}-{spec.key}"), "Roles": [ref(spec.logical_id)],
+            "PolicyDocument": sub(spec.policy())}},
+    }
+
+
+def instance_profile() -> dict:
+    return {"Type": "AWS::IAM::InstanceProfile", "Properties": {
+        "InstanceProfileName": sub("${Prefix}-ec2-training"), "Roles": [ref("Ec2TrainingRole")]}}
+
+
+def log_group(name: str) -> dict:
+    return {"Type": "AWS::Logs::LogGroup", "DeletionPolicy": "Delete",
+            "UpdateReplacePolicy": "Delete", "Properties": {
+                "LogGroupName": sub(name), "RetentionInDays": ref("LogRetentionDays"),
+                "Tags": tags()}}
+
+
+def execution_defaults(config: PipelineConfig) -> str:
+    """EXECUTION_DEFAULTS for the handlers: the config's, with the stack's parameters in it."""
+    defaults = config.execution_defaults()
+    defaults["bucket"], defaults["model_prefix"] = "${BucketName}", "${ModelPrefix}"
+    defaults["endpoint"]["name"] = "${EndpointName}"
+    for (section, key), parameter in NUMBER_DEFAULTS.items():
+        defaults[section][key] = f"${{{parameter}}}"
+    text = json.dumps(defaults, sort_keys=True, separators=(",", ":"))
+    for parameter in NUMBER_DEFAULTS.values():
+        text = text.replace(f'"${{{parameter}}}"', f"${{{parameter}}}")
+    return text
+
+
+def handler_environment(config: PipelineConfig) -> dict[str, Any]:
+    def s3(key: str) -> dict:
+        return sub(f"s3://${{BucketName}}/${{{key}}}")
+
+    return {
+        "EXECUTION_DEFAULTS": sub(execution_defaults(config)),
+        "SAGEMAKER_ROLE_ARN": arn_of("SageMakerExecutionRole"),
+        "INFERENCE_IMAGE_URI": ref("InferenceImageUri"),
+        "INFERENCE_PROGRAM": packaging.INFERENCE_ENTRY,
+        "EC2_INSTANCE_PROFILE": ref("Ec2TrainingInstanceProfile"),
+        "EC2_AMI_PARAMETER": ref("Ec2AmiParameter"),
+        "EC2_AMI_ID": ref("Ec2AmiId"),
+        "PREDICT_FUNCTION_NAME": sub(f"${{Prefix}}-{policies.function_suffix(PREDICT_MODULE)}"),
+        "POWERTOOLS_SERVICE_NAME": ref("Prefix"),
+        "TRAINING_REQUEST_URI": s3("TrainingRequestKey"),
+        "EC2_CODE_URI": s3("TrainingCodeKey"),
+        "INFERENCE_SOURCE_URI": s3("InferenceCodeKey"),
+    }
+
+
+def function(module: str, environment: dict[str, Any], timeout: int, memory: int) -> dict:
+    spec = policies.role_of_module(module)
+    return {
+        "Type": "AWS::Lambda::Function",
+        "DependsOn": [log_group_id(module), f"{spec.logical_id}Policy"],
+        "Properties": {
+            "FunctionName": sub(f"${{Prefix}}-{policies.function_suffix(module)}"),
+            "Handler": f"handlers.{module}.handler", "Runtime": RUNTIME,
+            "Role": arn_of(spec.logical_id), "Timeout": timeout, "MemorySize": memory,
+            "Code": {"S3Bucket": ref("ArtifactsBucket"), "S3Key": ref("HandlersCodeKey")},
+            "Environment": {"Variables": environment}, "Tags": tags(),
+        },
+    }
+
+
+def functions(config: PipelineConfig) -> dict[str, dict]:
+    environment = handler_environment(config)
+    resources = {function_id(module): function(module, environment,
+                                               config.handler_timeout_seconds, 512)
+                 for module in TASK_HANDLERS.values()}
+    resources[function_id(PREDICT_MODULE)] = function(PREDICT_MODULE, {
+        "ENDPOINT_NAME": ref("EndpointName"),
+        "POWERTOOLS_SERVICE_NAME": sub("${Prefix}-predict")}, PREDICT_TIMEOUT_S, 512)
+    resources[function_id(ON_UPLOAD_MODULE)] = function(ON_UPLOAD_MODULE, {
+        "STATE_MACHINE_ARN": ref("StateMachine"), "DATASET_PREFIX": ref("DatasetPrefix"),
+        "EXECUTION_INPUT": ref("TriggerExecutionInput"),
+        "POWERTOOLS_SERVICE_NAME": sub("${Prefix}-trigger")}, ON_UPLOAD_TIMEOUT_S, 256)
+    return resources
+
+
+def definition_string(config: PipelineConfig) -> str:
+    """The exported ASL with each task's function ARN as a reference to the stack's function."""
+    text = definition_json(config)
+    for module in TASK_HANDLERS.values():
+        text = text.replace(json.dumps(config.function_arn(module)),
+                            json.dumps(f"${{{function_id(module)}.Arn}}"))
+    # Service-integration ARNs ("arn:aws:states:::lambda:invoke") follow the stack's partition.
+    text = text.replace('"arn:aws:states:::', '"arn:${AWS::Partition}:states:::')
+    allowed = {f"{function_id(m)}.Arn" for m in TASK_HANDLERS.values()} | {"AWS::Partition"}
+    if "arn:aws" in text or not set(re.findall(r"\$\{([^}]*)\}", text)) <= allowed:
+        raise ValueError("the exported definition holds ARNs the template cannot parameterise")
+    return text
+
+
+def state_machine(config: PipelineConfig) -> dict:
+    return {"Type": "AWS::StepFunctions::StateMachine",
+            "DependsOn": ["StateMachineRolePolicy"],
+            "Properties": {
+                "StateMachineName": sub("${Prefix}-pipeline"), "RoleArn": arn_of("StateMachineRole"),
+                "DefinitionString": sub(definition_string(config)),
+                "Tags": [{"Key": STACK_TAG, "Value": ref("Prefix")}]}}
+
+
+def upload_rule() -> dict[str, dict]:
+    keys = [{"wildcard": f"${{DatasetPrefix}}*/{marker}"} for marker in UPLOAD_MARKERS]
+    target = function_id(ON_UPLOAD_MODULE)
+    return {
+        "UploadRule": {"Type": "AWS::Events::Rule", "Properties": {
+            "Name": sub("${Prefix}-dataset-ready"), "State": "ENABLED",
+            "Description": "a dataset's completion marker starts the pipeline",
+            "EventPattern": sub({"source": ["aws.s3"], "detail-type": ["Object Created"],
+                                 "detail": {"bucket": {"name": ["${BucketName}"]},
+                                            "object": {"key": keys}}}),
+            "Targets": [{"Id": "on-upload", "Arn": arn_of(target), "RetryPolicy": {
+                "MaximumRetryAttempts": 4, "MaximumEventAgeInSeconds": 3600}}]}},
+        "UploadRulePermission": {"Type": "AWS::Lambda::Permission", "Properties": {
+                                     "Action": "lambda:InvokeFunction", "FunctionName": ref(target),
+                                     "Principal": "events.amazonaws.com",
+                                     "SourceAccount": ref("AWS::AccountId"),
+                                     "SourceArn": arn_of("UploadRule")}},
+    }
+
+
+def resources(config: PipelineConfig) -> dict[str, dict]:
+    found: dict[str, dict] = {"ArtifactsBucket": bucket(),
+                              "Ec2TrainingInstanceProfile": instance_profile()}
+    for spec in ROLES:
+        found.update(role(spec))
+    modules = [*TASK_HANDLERS.values(), PREDICT_MODULE, ON_UPLOAD_MODULE]
+    for module in modules:
+        found[log_group_id(module)] = log_group(policies.function_log_group(module))
+    found["EndpointLogGroup"] = log_group(policies.ENDPOINT_LOG_GROUP)
+    found.update(functions(config))
+    found["StateMachine"] = state_machine(config)
+    found.update(upload_rule())
+    return found
+
+
+def outputs() -> dict[str, dict]:
+    def out(value: Any, description: str) -> dict:
+        return {"Description": description, "Value": value}
+
+    return {
+        "BucketName": out(ref("ArtifactsBucket"), "datasets, models and code"),
+        "EndpointName": out(ref("EndpointName"), "the endpoint the predict function invokes"),
+        "SageMakerRoleArn": out(arn_of("SageMakerExecutionRole"), "training jobs and endpoints"),
+        "Ec2InstanceProfileName": out(ref("Ec2TrainingInstanceProfile"), "EC2 training"),
+        "StateMachineArn": out(ref("StateMachine"), "the pipeline"),
+        "PredictFunctionName": out(ref(function_id(PREDICT_MODULE)), "the predict function"),
+        "PredictFunctionArn": out(arn_of(function_id(PREDICT_MODULE)), "the predict function"),
+    }
+
+
+def build_template(config: PipelineConfig, bootstrap: bool = False) -> dict[str, Any]:
+    """The full stack, or with ``bootstrap`` only its bucket (where the code goes first)."""
+    template: dict[str, Any] = {
+        "AWSTemplateFormatVersion": "2010-09-09",
+        "Description": "stepml: Step Functions image-classification pipeline (generated by "
+                       "infra_scripts/cfn/template.py)",
+        "Parameters": parameters(config),
+        "Resources": resources(config),
+        "Outputs": outputs(),
+    }
+    if bootstrap:
+        template["Parameters"] = {k: template["Parameters"][k] for k in BOOTSTRAP_PARAMETERS}
+        template["Resources"] = {"ArtifactsBucket": template["Resources"]["ArtifactsBucket"]}
+        template["Outputs"] = {"BucketName": template["Outputs"]["BucketName"]}
+    return template
+
+
+def template_body(config: PipelineConfig, bootstrap: bool = False) -> str:
+    """Compact, deterministic JSON: the same config gives the same bytes (no-change deploys)."""
+    return json.dumps(build_template(config, bootstrap), sort_keys=True,
+                      separators=(",", ":")) + "\n"

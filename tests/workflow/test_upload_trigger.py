@@ -1,0 +1,144 @@
+"""S3 upload → EventBridge rule → on_upload Lambda → one execution per dataset upload."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from infra_scripts.trigger import deploy_trigger, upload_dataset
+from statemachine.config import PipelineConfig
+from tests.workflow.helpers import create_machine
+
+CONFIG = PipelineConfig(prefix="trig", bucket="trig-data")
+
+
+@pytest.fixture(scope="module")
+def trigger(cloud):
+    """A bucket, a one-state stand-in for the pipeline named like the real one, the trigger."""
+    s3 = cloud.boto3_client("s3")
+    s3.create_bucket(Bucket=CONFIG.bucket)
+    create_machine(cloud, CONFIG.state_machine_name, {
+        "StartAt": "Accept", "States": {"Accept": {"Type": "Pass", "End": True}}})
+    result = deploy_trigger(cloud.boto3_client, CONFIG, execution_input={"poll_seconds": 1})
+    deploy_trigger(cloud.boto3_client, CONFIG, execution_input={"poll_seconds": 1})  # idempotent
+    return result
+
+
+def executions(cloud) -> list[dict]:
+    sfn = cloud.boto3_client("stepfunctions")
+    return sfn.list_executions(stateMachineArn=CONFIG.state_machine_arn)["executions"]
+
+
+def settle(cloud, expected: int, timeout_s: float = 15) -> list[dict]:
+    """Wait for `expected` executions, then a little longer to catch any extra one."""
+    deadline = time.monotonic() + timeout_s
+    while len(executions(cloud)) < expected and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(1.0)
+    return executions(cloud)
+
+
+def invoke_on_upload(cloud, event: dict) -> dict:
+    response = cloud.boto3_client("lambda").invoke(FunctionName=CONFIG.function_name("on_upload"),
+                                                   Payload=json.dumps(event))
+    assert "FunctionError" not in response, response["Payload"].read()
+    return json.loads(response["Payload"].read())
+
+
+def s3_event(key: str, etag: str = "abc123", bucket: str = CONFIG.bucket) -> dict:
+    return {"version": "0", "id": "e1", "source": "aws.s3", "detail-type": "Object Created",
+            "detail": {"bucket": {"name": bucket}, "object": {"key": key, "eTag": etag, "size": 1}}}
+
+
+def make_dataset(root: Path, files_per_split: int = 3) -> Path:
+    for split in ("train", "valid", "test"):
+        for number in range(files_per_split):
+            path = root / split / "cat" / f"{number}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(b"not really a png")
+    return root
+
+
+def test_one_upload_with_its_marker_starts_exactly_one_execution(cloud, trigger, tmp_path):
+    before = len(executions(cloud))
+    uri = upload_dataset(cloud.boto3_client("s3"), CONFIG.bucket, make_dataset(tmp_path), "cats")
+    after = settle(cloud, before + 1)
+    assert len(after) == before + 1
+    started = after[0]
+    assert started["name"].startswith("upload-cats-") and len(started["name"]) <= 80
+    described = cloud.boto3_client("stepfunctions").describe_execution(
+        executionArn=started["executionArn"])
+    assert json.loads(described["input"]) == {"poll_seconds": 1, "dataset": uri}
+    deliveries = [d for d in cloud.extensions["s3_events"].delivered if d[0] == trigger.function_arn]
+    assert len(deliveries) == 1  # 9 data objects matched nothing; only the marker did
+
+
+def test_the_same_event_delivered_twice_still_starts_one_execution(cloud, trigger, tmp_path):
+    s3 = cloud.boto3_client("s3")
+    before = len(executions(cloud)) + 1
+    upload_dataset(s3, CONFIG.bucket, make_dataset(tmp_path), "dogs")
+    assert len(settle(cloud, before)) == before
+    head = s3.head_object(Bucket=CONFIG.bucket, Key="datasets/dogs/_READY")
+    event = s3_event("datasets/dogs/_READY", etag=head["ETag"].strip('"'))
+    first, second = invoke_on_upload(cloud, event), invoke_on_upload(cloud, event)
+    assert first["duplicate"] and second["duplicate"]  # EventBridge's own delivery came first
+    assert first["executionArn"] == second["executionArn"]
+    # And through S3 → EventBridge: the same marker bytes put again is the same object version.
+    s3.put_object(Bucket=CONFIG.bucket, Key="datasets/dogs/extra/_READY", Body=b"x")
+    body = s3.get_object(Bucket=CONFIG.bucket, Key="datasets/dogs/_READY")["Body"].read()
+    s3.put_object(Bucket=CONFIG.bucket, Key="datasets/dogs/_READY", Body=body)
+    assert len(settle(cloud, before)) == before
+
+
+def test_objects_that_are_not_a_marker_or_outside_datasets_start_nothing(cloud, trigger, tmp_path):
+    s3 = cloud.boto3_client("s3")
+    make_dataset(tmp_path)
+    before = len(executions(cloud))
+    for key in ("datasets/birds/train/cat/0.png", "other/birds/_READY", "datasets/_READY",
+                "datasets/birds/nested/_READY"):
+        s3.put_object(Bucket=CONFIG.bucket, Key=key, Body=b"1")
+    for key in ("other/birds/_READY", "datasets/birds/nested/_READY", "datasets/birds/train/x.png"):
+        assert invoke_on_upload(cloud, s3_event(key))["ignored"] is True
+    assert len(settle(cloud, before)) == before
+
+
+def test_a_marker_in_an_empty_prefix_starts_nothing(cloud, trigger):
+    before = len(executions(cloud))
+    s3 = cloud.boto3_client("s3")
+    s3.put_object(Bucket=CONFIG.bucket, Key="datasets/empty/train/only.png", Body=b"1")
+    s3.put_object(Bucket=CONFIG.bucket, Key="datasets/empty/_READY", Body=b"")
+    answer = invoke_on_upload(cloud, s3_event("datasets/empty/_READY"))
+    assert answer["statusCode"] == 400 and answer["error"] == "EmptyDataset"
+    assert "valid, test" in answer["message"]
+    assert len(settle(cloud, before)) == before
+
+
+MALFORMED_MANIFESTS = [b"{not json", b'{"files": "train/a.png"}', b'{"files": []}',
+                       b'{"files": ["train/missing.png"]}', b"[1, 2]"]
+
+
+def test_a_malformed_manifest_starts_nothing(cloud, trigger, tmp_path):
+    s3 = cloud.boto3_client("s3")
+    before = len(executions(cloud)) + 1
+    upload_dataset(s3, CONFIG.bucket, make_dataset(tmp_path, 1), "manifested")  # _READY → 1 run
+    assert len(settle(cloud, before)) == before
+    for number, body in enumerate(MALFORMED_MANIFESTS):  # each also goes S3 → EventBridge → Lambda
+        s3.put_object(Bucket=CONFIG.bucket, Key="datasets/manifested/manifest.json", Body=body)
+        answer = invoke_on_upload(cloud, s3_event("datasets/manifested/manifest.json", f"m{number}"))
+        assert answer["statusCode"] == 400, body
+        assert answer["error"] == ("IncompleteUpload" if b"missing" in body else "InvalidManifest")
+    assert len(settle(cloud, before)) == before
+
+
+def test_a_valid_manifest_uploaded_last_starts_one_execution(cloud, trigger, tmp_path):
+    root = make_dataset(tmp_path, 2)
+    files = sorted(p.relative_to(root).as_posix() for p in root.rglob("*.png"))
+    (root / "manifest.json").write_text(json.dumps({"files": files}))
+    before = len(executions(cloud))
+    upload_dataset(cloud.boto3_client("s3"), CONFIG.bucket, root, "listed")
+    after = settle(cloud, before + 1)
+    assert len(after) == before + 1
+    assert after[0]["name"].startswith("upload-listed-")
