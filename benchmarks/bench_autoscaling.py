@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import threading
 import time
 from dataclasses import asdict, dataclass
@@ -147,6 +148,8 @@ def markdown(summary: dict[str, Any], timeline: list[Sample],
         f"- back to 1 instance {summary['scale_in_done_s_after_stop']} s after the load stopped",
         f"- requests during the run: {summary['requests']}, failed: {summary['errors']}, "
         f"p50 {summary['p50_ms']} ms, p99 {summary['p99_ms']} ms",
+        f"- 1-min load average before / after: {summary['load_average_1m']} (other work on a "
+        "shared machine slows the model server's start, i.e. the scale-out's second half)",
         "",
         "| t (s) | phase | status | current | desired | processes | invocations/instance/min |",
         "|---:|---|---|---:|---:|---:|---:|",
@@ -166,6 +169,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=4.0, help="requests per second")
     parser.add_argument("--load-seconds", type=float, default=40.0)
     args = parser.parse_args()
+    load_before = os.getloadavg()[0]
     settings = LocalCloudSettings(options={"autoscaling": KNOBS})
     timeline: list[Sample] = []
     with LocalCloud(settings=settings) as cloud:
@@ -192,6 +196,7 @@ def main() -> None:
         "requests": len(load.latencies_ms) + len(load.errors), "errors": len(load.errors),
         "p50_ms": round(percentile(load.latencies_ms, 0.5), 1),
         "p99_ms": round(percentile(load.latencies_ms, 0.99), 1),
+        "load_average_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)],
     }
     path = write_report(
         "bench_autoscaling",

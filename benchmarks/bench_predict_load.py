@@ -16,6 +16,7 @@ import base64
 import io
 import json
 import multiprocessing
+import os
 import tarfile
 import threading
 import time
@@ -240,6 +241,8 @@ def markdown(levels: list[Level], setup: dict[str, Any]) -> str:
             f"{lv.throughput_rps} | {lv.p50_ms} | {lv.p99_ms} | {lv.warmup_p50_ms} / "
             f"{lv.warmup_max_ms} | {lv.warmup_throttles} |")
     lines += ["", f"Lambda: {setup['lambda_stats']}.",
+              f"1-min load average before / after the run: {setup['load_average_1m']} (the "
+              "machine may be shared; anything above ~0.5 before means other work competed).",
               "Every request crosses: client → local cloud (Lambda Invoke) → warm worker process "
               "→ local cloud (InvokeEndpoint) → model server, all on the same cores as the "
               "clients."]
@@ -268,6 +271,7 @@ def main() -> None:
     parser.add_argument("--levels", default=",".join(map(str, LEVELS)))
     args = parser.parse_args()
     payload = event()
+    load_before = os.getloadavg()[0]
     ours, theirs = multiprocessing.get_context("spawn").Pipe()
     server = multiprocessing.get_context("spawn").Process(target=serve_cloud, args=(theirs,))
     server.start()
@@ -287,6 +291,7 @@ def main() -> None:
     setup = {"model": "resnet18, 3 classes, 32 px, random init",
              "endpoint_inservice_s": cloud["inservice_s"], "reserved_concurrency": RESERVED,
              "requests_per_level": args.requests,
+             "load_average_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)],
              "lambda_stats": ", ".join(f"{k} {v}" for k, v in stats.items())}
     path = write_report("bench_predict_load",
                         {"setup": setup, "levels": [asdict(lv) for lv in levels]},

@@ -69,9 +69,9 @@ def _check_sections(given: dict, defaults: dict) -> None:
         values = given.get(section, {})
         if not isinstance(values, dict):
             raise InvalidInput(f"{section} must be an object, got {values!r}")
-        unknown = set(values) - set(defaults.get(section, values))
+        unknown = sorted(f"{section}.{key}" for key in set(values) - set(defaults.get(section, values)))
         if unknown:
-            raise InvalidInput(f"unknown input fields: {', '.join(f'{section}.{k}' for k in sorted(unknown))}")
+            raise InvalidInput(f"unknown input fields: {', '.join(unknown)}")
     if not isinstance(given.get("training", {}).get("hyperparameters", {}), dict):
         raise InvalidInput("training.hyperparameters must be an object of name: value")
 

@@ -12,6 +12,7 @@ it again, bucket included, so nothing is left half-made.
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import hashlib
 import json
 import os
@@ -32,6 +33,7 @@ from infra_scripts.cfn.template import (
     build_template,
     stack_name,
     template_body,
+    template_json,
 )
 from infra_scripts.cfn.validation import DeployError, check_config
 from infra_scripts.policies import ON_UPLOAD_MODULE, PREDICT_MODULE
@@ -62,6 +64,9 @@ def _endpoint_env(endpoint_url: str | None) -> Iterator[None]:
 
 
 def _digest(body: bytes) -> str:
+    """Content address of a bundle; a gzip's header holds its write time, so hash inside it."""
+    if body[:2] == b"\x1f\x8b":
+        body = gzip.decompress(body)
     return hashlib.sha256(body).hexdigest()[:16]
 
 
@@ -90,6 +95,7 @@ class Deployer:
         self.trigger_input = trigger_input or {}
         self._clients: dict[str, Any] = {}
         self._account: str | None = None
+        self._template: dict | None = None
 
     @classmethod
     def for_local_cloud(cls, config: PipelineConfig, endpoint_url: str, **options: Any) -> Deployer:
@@ -204,6 +210,7 @@ class Deployer:
         import sagemaker
         from sagemaker.pytorch import PyTorch
         from sagemaker.workflow.airflow import training_config
+
         from training.hpo import METRIC_DEFINITIONS
 
         with _endpoint_env(self.endpoint_url):
@@ -243,6 +250,20 @@ class Deployer:
             "TriggerExecutionInput": json.dumps(self.trigger_input, sort_keys=True),
         }
 
+    def template(self) -> dict:
+        """The full template; on the local cloud without the state machine (see local_gaps)."""
+        if self._template is None:
+            self._template = build_template(self.config)
+        if self.local:
+            return local_gaps.without_state_machine(self._template, self.state_machine_arn)
+        return self._template
+
+    @property
+    def state_machine_arn(self) -> str:
+        c = self.config
+        return (f"arn:{self.partition()}:states:{c.region}:{self.account_id()}:stateMachine:"
+                f"{c.state_machine_name}")
+
     def _bootstrap(self) -> bool:
         """Create the stack with its bucket alone if there is none; True if this call did."""
         cfn = self.client("cloudformation")
@@ -252,28 +273,43 @@ class Deployer:
         self.report(f"creating stack {self.stack_name} (first its bucket {self.config.bucket})")
         parameters = {"Prefix": self.config.prefix, "BucketName": self.config.bucket}
         assert tuple(parameters) == BOOTSTRAP_PARAMETERS
-        try:
-            changeset.apply(cfn, self.stack_name,
-                            {"TemplateBody": template_body(self.config, bootstrap=True)},
-                            parameters, self.waiting, self.report)
-        except DeployError:
-            self._delete_stack_quietly()  # the bucket was not made by us: leave it alone
-            raise
+        # A failed create removes its stack; a bucket that already existed is not ours to touch.
+        changeset.apply(cfn, self.stack_name, template_body(self.config, bootstrap=True),
+                        parameters, self.waiting, self.report)
         return True
 
     def _apply_full(self, image: str) -> tuple[Applied, dict[str, str]]:
         parameters = self.parameters(self.stage_code(), image)
-        url = self.template_url(template_body(self.config))
+        body = template_json(self.template())
         self.report(f"change set for stack {self.stack_name}")
-        applied = changeset.apply(self.client("cloudformation"), self.stack_name,
-                                  {"TemplateURL": url}, parameters, self.waiting, self.report)
+        applied = changeset.apply(self.client("cloudformation"), self.stack_name, body,
+                                  parameters, self.waiting, self.report, self.template_url(body))
         return applied, parameters
 
-    def _apply_local_gaps(self, parameters: dict[str, str]) -> None:
-        values = {**parameters, "AWS::Region": self.config.region,
-                  "AWS::AccountId": self.account_id(), "AWS::Partition": self.partition(),
-                  "AWS::StackName": self.stack_name}
-        local_gaps.apply(self.client, build_template(self.config), values)
+    def values(self, parameters: dict[str, str]) -> dict[str, str]:
+        """What the template's intrinsics resolve to on this stack (for local_gaps)."""
+        c, partition, account = self.config, self.partition(), self.account_id()
+        found = {**parameters, "AWS::Region": c.region, "AWS::AccountId": account,
+                 "AWS::Partition": partition, "AWS::StackName": self.stack_name,
+                 "StateMachine": self.state_machine_arn}
+        resources = changeset.stack_resources(self.client("cloudformation"), self.stack_name)
+        for logical_id, (kind, physical) in resources.items():
+            found[logical_id] = physical
+            if kind == "AWS::IAM::Role":
+                found[f"{logical_id}.Arn"] = f"arn:{partition}:iam::{account}:role/{physical}"
+            if kind == "AWS::Lambda::Function":
+                found[f"{logical_id}.Arn"] = (f"arn:{partition}:lambda:{c.region}:{account}:"
+                                              f"function:{physical}")
+        return found
+
+    def _apply_local_gaps(self, applied: Applied, parameters: dict[str, str]) -> Applied:
+        values = self.values(parameters)
+        template = build_template(self.config) if self._template is None else self._template
+        if local_gaps.apply(self.client, template, values, self.state_machine_arn):
+            applied.changed = True
+            applied.changes.append("state machine (through the Step Functions API)")
+        applied.outputs = local_gaps.outputs(template, values)
+        return applied
 
     def _delete_stack_quietly(self) -> None:
         try:
@@ -298,7 +334,7 @@ class Deployer:
         try:
             applied, parameters = self._apply_full(image)
             if self.local:
-                self._apply_local_gaps(parameters)
+                applied = self._apply_local_gaps(applied, parameters)
         except Exception:
             if created:
                 self._undo_create()
@@ -307,9 +343,18 @@ class Deployer:
             self.report(f"no changes: stack {self.stack_name} is up to date")
         return self.result(applied)
 
+    def teardown_plan(self, delete_data: bool = False) -> Any:
+        """What ``stepml destroy`` would delete (``infra_scripts/cfn/teardown.py``)."""
+        from infra_scripts.cfn.teardown import Planner
+
+        c = self.config
+        facts = {"prefix": c.prefix, "bucket": c.bucket, "endpoint": c.endpoint_name,
+                 "region": c.region, "account": self.account_id(), "partition": self.partition()}
+        return Planner(self.client, self.stack_name, facts, self.waiting).plan(delete_data)
+
     def result(self, applied: Applied) -> DeployResult:
         modules = [*TASK_HANDLERS.values(), PREDICT_MODULE, ON_UPLOAD_MODULE]
         return DeployResult(
-            state_machine_arn=applied.outputs.get("StateMachineArn", self.config.state_machine_arn),
+            state_machine_arn=applied.outputs.get("StateMachineArn", self.state_machine_arn),
             functions=[self.config.function_name(m) for m in modules], bucket=self.config.bucket,
             outputs=applied.outputs, changed=applied.changed, changes=applied.changes)

@@ -36,7 +36,7 @@ AMI_PARAMETER = "${Ec2AmiParameter}"
 CODE = f"{PREFIX}/code/"  # deploy-time bundles: handler zip, training/inference sources, request
 
 RUN_TAG = "stepml:run-id"  # the tag handlers put on every SageMaker resource and instance
-PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9:]+)\}")
+PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9:.]+)\}")
 
 # Task handlers grouped by the AWS concerns they touch; each group gets one role.
 HANDLER_GROUPS: dict[str, tuple[str, ...]] = {
@@ -189,8 +189,8 @@ def hosting_handlers_policy() -> Policy:
                [endpoint, configs]),
         _allow("TagTheOneEndpoint", ["sagemaker:AddTags"], endpoint),
         _allow("ReadAndScaleTheOneEndpoint", [
-            "sagemaker:DescribeEndpoint", "sagemaker:UpdateEndpointWeightsAndCapacities"],
-            endpoint),
+            "sagemaker:DescribeEndpoint", "sagemaker:ListTags",
+            "sagemaker:UpdateEndpointWeightsAndCapacities"], endpoint),
         _pass_role("PassSageMakerRoleToModels", "sagemaker", "sagemaker.amazonaws.com"),
         # Scalable-target ARNs end in a random id, so they cannot be named ahead of time; the
         # namespace and dimension conditions keep these to SageMaker variant capacity.
@@ -218,7 +218,8 @@ def predict_config_handlers_policy() -> Policy:
     return _doc(
         _allow("ConfigureThePredictFunction", [
             "lambda:GetFunctionConfiguration", "lambda:UpdateFunctionConfiguration",
-            "lambda:PublishVersion", "lambda:CreateAlias", "lambda:UpdateAlias",
+            "lambda:ListVersionsByFunction", "lambda:PublishVersion", "lambda:CreateAlias",
+            "lambda:UpdateAlias",
             "lambda:PutFunctionConcurrency", "lambda:PutProvisionedConcurrencyConfig"],
             [predict, f"{predict}:*"]),
         _allow("InvokeThePredictAlias", ["lambda:InvokeFunction"], f"{predict}:live"),

@@ -317,6 +317,7 @@ def node_outline(node: Node) -> list[tuple[float, float]] | None:
 # -- SVG -----------------------------------------------------------------------------------
 def to_svg(definition: dict, statuses: dict[str, str] | None = None, title: str = "") -> str:
     lay = layout(definition)
+    lay.width = max(lay.width, _legend_width(statuses) + 2 * MARGIN)
     legend_h = 28
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{lay.width:.0f}" '
@@ -407,6 +408,10 @@ def _legend_entries(statuses: dict[str, str] | None) -> list[tuple[str, tuple[st
     if statuses is None:
         return [(kind, colors) for kind, colors in TYPE_COLORS.items() if kind not in ("Pass", "Map")]
     return [(status.replace("_", " "), colors) for status, colors in STATUS_COLORS.items()]
+
+
+def _legend_width(statuses: dict[str, str] | None) -> float:
+    return sum(30 + CHAR_W * 0.8 * len(label) for label, _ in _legend_entries(statuses)) + 140
 
 
 def _svg_legend(lay: Layout, statuses: dict[str, str] | None) -> str:

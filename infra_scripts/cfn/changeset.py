@@ -3,6 +3,7 @@ on the local cloud."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -49,6 +50,16 @@ def describe_stack(cfn: Any, name: str) -> dict | None:
 
 def outputs_of(stack: dict) -> dict[str, str]:
     return {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+
+
+def stack_resources(cfn: Any, name: str) -> dict[str, tuple[str, str]]:
+    """logical id → (type, physical id) of the stack's resources."""
+    found = {}
+    for page in cfn.get_paginator("list_stack_resources").paginate(StackName=name):
+        for item in page["StackResourceSummaries"]:
+            found[item["LogicalResourceId"]] = (item["ResourceType"],
+                                                item.get("PhysicalResourceId", ""))
+    return found
 
 
 def failure_reasons(cfn: Any, name: str, limit: int = 5) -> list[str]:
@@ -100,9 +111,18 @@ def delete_stack(cfn: Any, name: str, waiting: Waiting) -> None:
         raise DeployError(f"stack {name} was not deleted: {reasons}")
 
 
-def apply(cfn: Any, name: str, template: dict[str, str], parameters: dict[str, str],
-          waiting: Waiting, report: Report = _quiet) -> Applied:
-    """Create or update ``name`` with ``template`` ({"TemplateBody": …} or {"TemplateURL": …})."""
+def unchanged(cfn: Any, name: str, body: str, parameters: dict[str, str]) -> bool:
+    """The live stack already has this template and these parameter values."""
+    current = cfn.get_template(StackName=name)["TemplateBody"]
+    current = json.loads(current) if isinstance(current, str) else current
+    stack = describe_stack(cfn, name) or {}
+    values = {p["ParameterKey"]: str(p.get("ParameterValue")) for p in stack.get("Parameters", [])}
+    return current == json.loads(body) and values == parameters
+
+
+def apply(cfn: Any, name: str, body: str, parameters: dict[str, str], waiting: Waiting,
+          report: Report = _quiet, url: str | None = None) -> Applied:
+    """Create or update ``name`` with the template ``body`` (sent as ``url`` when given)."""
     stack = describe_stack(cfn, name)
     if stack and stack["StackStatus"] in REPLACEABLE:
         report(f"removing stack {name} left in {stack['StackStatus']} by an earlier attempt")
@@ -110,7 +130,10 @@ def apply(cfn: Any, name: str, template: dict[str, str], parameters: dict[str, s
         stack = None
     if stack and stack["StackStatus"].endswith("_IN_PROGRESS"):
         raise DeployError(f"stack {name} is busy ({stack['StackStatus']}); try again later")
+    if stack and unchanged(cfn, name, body, parameters):
+        return Applied(changed=False, outputs=outputs_of(stack))
     kind = "UPDATE" if stack else "CREATE"
+    template = {"TemplateURL": url} if url else {"TemplateBody": body}
     try:
         created = cfn.create_change_set(
             StackName=name, ChangeSetName=f"stepml-{time.strftime('%Y%m%d%H%M%S')}",
@@ -118,9 +141,24 @@ def apply(cfn: Any, name: str, template: dict[str, str], parameters: dict[str, s
             Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()],
             Tags=[{"Key": "stepml:stack", "Value": name}], **template)
     except ClientError as error:
+        if kind == "CREATE":
+            _remove_failed_create(cfn, name, waiting)
         raise DeployError(f"CloudFormation refused the change set: "
                           f"{error.response['Error'].get('Message', error)}") from error
-    return _execute(cfn, name, created["Id"], kind, waiting, report)
+    try:
+        return _execute(cfn, name, created["Id"], kind, waiting, report)
+    except DeployError:
+        if kind == "CREATE":  # nothing half-made: AWS leaves ROLLBACK_COMPLETE, moto leftovers
+            _remove_failed_create(cfn, name, waiting)
+        raise
+
+
+def _remove_failed_create(cfn: Any, name: str, waiting: Waiting) -> None:
+    try:
+        if describe_stack(cfn, name) is not None:
+            delete_stack(cfn, name, waiting)
+    except (ClientError, DeployError):
+        pass  # the original error is the one worth reporting
 
 
 def _execute(cfn: Any, name: str, change_set: str, kind: str, waiting: Waiting,
@@ -130,10 +168,9 @@ def _execute(cfn: Any, name: str, change_set: str, kind: str, waiting: Waiting,
         reason = described.get("StatusReason", "")
         cfn.delete_change_set(ChangeSetName=change_set)
         if any(marker in reason for marker in NO_CHANGES):
-            stack = describe_stack(cfn, name) or {}
-            return Applied(changed=False, outputs=outputs_of(stack))
+            return Applied(changed=False, outputs=outputs_of(describe_stack(cfn, name) or {}))
         raise DeployError(f"change set for {name} failed: {reason}")
-    changes = _changes(described)
+    changes = _changes(described) or ["(parameter values only)"]
     for row in changes:
         report(f"  {row}")
     try:

@@ -7,6 +7,12 @@ really changes the instance count. It answers ``UpdateEndpoint`` (blue/green; mo
 and sagemaker-runtime ``InvokeEndpoint`` (round robin over InService instances; 4xx/5xx from
 the model surface as ``ModelError`` like AWS) before moto does. Invocations are counted per
 variant for the autoscaling controller and published to CloudWatch ``AWS/SageMaker``.
+
+Knobs, ``settings.options["sagemaker_endpoints"]``: server_command (argv template with {python}
+{model} {port} {host}; default ``python -m inference.server``), workers_per_instance (None: the
+server's default), startup_timeout_s (300; a variant's ContainerStartupHealthCheckTimeoutInSeconds
+wins), invocation_timeout_s (60, as AWS), drain_timeout_s (= invocation timeout), stop_grace_s (5),
+health_check_interval_s (2; dead instances are replaced), publish_metrics (True).
 """
 
 from __future__ import annotations
@@ -34,7 +40,6 @@ from infra_scripts.localcloud.model_instances import (
     Fleet,
     InstanceFailed,
     LaunchSpec,
-    ModelDataError,
     ModelInstance,
     Reply,
 )
@@ -168,9 +173,9 @@ class SageMakerEndpoints:
                 return
             self._publish_variants(state, config_name)
             state.set_status("InService")
-        except (InstanceFailed, ModelDataError) as error:
+        except Exception as error:  # anything (a model deleted meanwhile, a bad command) fails it
             if not state.deleted.is_set():
-                state.set_status("Failed", str(error))
+                state.set_status("Failed", failure_reason(error))
         finally:
             state.operation.release()
 
@@ -194,10 +199,11 @@ class SageMakerEndpoints:
         try:
             try:
                 fleets = self._launch_config(state, config_name, retained)
-            except (InstanceFailed, ModelDataError) as error:
+            except Exception as error:
                 state.record.pending_deployment_summary = None
                 if not state.deleted.is_set():  # the old fleet never stopped serving
-                    state.set_status("InService", f"Update to {config_name} failed: {error}")
+                    state.set_status("InService", f"Update to {config_name} failed: "
+                                                  f"{failure_reason(error)}")
                 return
             old, state.fleets = state.fleets, fleets  # one reference swap: traffic moves here
             if state.deleted.is_set():
@@ -247,7 +253,7 @@ class SageMakerEndpoints:
             log_dir=self.root / "endpoints" / state.key[2] / variant["VariantName"],
             command=tuple(self.option("server_command", DEFAULT_SERVER_COMMAND)),
             workers=self.option("workers_per_instance", None),
-            startup_timeout_s=float(self.option("startup_timeout_s", startup or 300.0)),
+            startup_timeout_s=float(startup or self.option("startup_timeout_s", 300.0)),
             invocation_timeout_s=float(self.option("invocation_timeout_s", 60.0)),
             stop_grace_s=float(self.option("stop_grace_s", 5.0)),
         )
@@ -318,7 +324,7 @@ class SageMakerEndpoints:
             elif desired < current:
                 fleet.retire(current - desired, self._drain_timeout())
             done.set_result(len(fleet.in_service()))
-        except (InstanceFailed, ModelDataError) as error:
+        except Exception as error:
             done.set_exception(error)
         finally:
             row["CurrentInstanceCount"] = row["DesiredInstanceCount"] = len(fleet.in_service())
@@ -505,6 +511,11 @@ class SageMakerEndpoints:
 
 
 # -- request helpers ----------------------------------------------------------------------------
+
+def failure_reason(error: Exception) -> str:
+    """The text for FailureReason: moto's errors carry it in .message."""
+    return str(getattr(error, "message", "") or error)
+
 
 def request_region(request: Request, default: str) -> str:
     """The region from the SigV4 credential scope (…/<date>/<region>/<service>/aws4_request)."""

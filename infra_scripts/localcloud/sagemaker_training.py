@@ -228,7 +228,6 @@ class LocalTraining:
         if run.stop_requested.is_set():
             self._finish(run, run.stop_status)
             return
-        _transition(run, "Training")
         failed = self._train(run, command, cwd, code_dir)
         if self._closing.is_set():
             return
@@ -342,6 +341,7 @@ class LocalTraining:
         for host in hosts:
             env = self._host_env(run, host, hosts, code_dir, port)
             run.hosts.append(self._spawn(run, host, command, cwd, env))
+        _transition(run, "Training")  # only once every host's process exists
         return self._watch(run)
 
     def _watch(self, run: TrainingRun) -> HostProcess | None:

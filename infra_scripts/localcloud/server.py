@@ -34,6 +34,7 @@ LOCAL_CREDENTIALS = {
 
 # Order matters only where one extension builds on another's routes.
 DEFAULT_EXTENSIONS: tuple[str, ...] = (
+    "infra_scripts.localcloud.iam_enforcement",  # first: authorizes before any route
     "infra_scripts.localcloud.lambda_runtime",
     "infra_scripts.localcloud.lambda_provisioned",
     "infra_scripts.localcloud.sagemaker_endpoints",

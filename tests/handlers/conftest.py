@@ -37,6 +37,7 @@ EC2_INSTANCE_PROFILE = "stepml-ec2-training"
 PREDICT_FUNCTION = "stepml-predict"
 EXECUTION_NAME = "exec-1"
 CLASSES = ("cat", "dog")
+IMAGES_PER_CLASS = 1  # each S3 call costs ~10 ms in moto, and every test uploads the dataset
 
 # Shaped like sagemaker.workflow.airflow.training_config(estimator, ...) for a PyTorch estimator.
 TRAINING_TEMPLATE: dict[str, Any] = {
@@ -101,6 +102,12 @@ def run_input(**overrides: Any) -> dict:
     return {"input": given, "execution_name": EXECUTION_NAME}
 
 
+def dataset_keys(split: str) -> list[str]:
+    """The sample dataset's object keys under one split (train, valid or test)."""
+    _, prefix = common.split_s3_uri(DATASET_URI)
+    return [f"{prefix}{split}/{label}/{index}.png" for label in CLASSES for index in range(IMAGES_PER_CLASS)]
+
+
 def sagemaker_backend() -> Any:
     from moto.sagemaker.models import sagemaker_backends
 
@@ -119,7 +126,7 @@ class Counts:
     """How many of each resource exist in moto right now."""
 
     def __init__(self) -> None:
-        self.sagemaker = boto3.client("sagemaker", region_name=REGION)
+        self.sagemaker = common.client("sagemaker")
 
     def training_jobs(self) -> int:
         return len(self.sagemaker.list_training_jobs()["TrainingJobSummaries"])
@@ -137,13 +144,13 @@ class Counts:
         return len(self.sagemaker.list_endpoints()["Endpoints"])
 
     def live_instances(self) -> list[dict]:
-        reservations = boto3.client("ec2", region_name=REGION).describe_instances(Filters=[
+        reservations = common.client("ec2").describe_instances(Filters=[
             {"Name": "instance-state-name", "Values": ["pending", "running", "stopping", "stopped"]},
         ])["Reservations"]
         return [i for r in reservations for i in r["Instances"]]
 
     def objects(self) -> int:
-        return boto3.client("s3", region_name=REGION).list_objects_v2(Bucket=BUCKET)["KeyCount"]
+        return common.client("s3").list_objects_v2(Bucket=BUCKET)["KeyCount"]
 
 
 @pytest.fixture(scope="session")
@@ -179,16 +186,13 @@ def aws(monkeypatch: pytest.MonkeyPatch, boto_session: boto3.Session) -> Iterato
     common._clients.clear()
     with mock_aws():
         monkeypatch.setattr(boto3, "DEFAULT_SESSION", boto_session)
-        s3 = boto3.client("s3", region_name=REGION)
+        s3 = common.client("s3")
         s3.create_bucket(Bucket=BUCKET)
         bucket, key = common.split_s3_uri(TRAINING_REQUEST_URI)
         s3.put_object(Bucket=bucket, Key=key, Body=json.dumps(TRAINING_TEMPLATE).encode())
-        _, prefix = common.split_s3_uri(DATASET_URI)
         for split in ("train", "valid", "test"):
-            for label in CLASSES:
-                for index in range(2):
-                    s3.put_object(Bucket=BUCKET, Key=f"{prefix}{split}/{label}/{index}.png",
-                                  Body=f"{split}-{label}-{index}".encode())
+            for key in dataset_keys(split):
+                s3.put_object(Bucket=BUCKET, Key=key, Body=f"image bytes of {key}".encode())
         yield Counts()
     common._clients.clear()
 
@@ -232,12 +236,12 @@ def serving(deployed: dict) -> dict:
 @pytest.fixture
 def predict_function(aws: Counts) -> str:
     """The predict Lambda as deploy creates it (no version, no alias yet)."""
-    iam = boto3.client("iam", region_name=REGION)
+    iam = common.client("iam")
     role = iam.create_role(RoleName="stepml-predict", AssumeRolePolicyDocument=json.dumps({
         "Version": "2012-10-17",
         "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"},
                        "Action": "sts:AssumeRole"}]}))["Role"]["Arn"]
-    boto3.client("lambda", region_name=REGION).create_function(
+    common.client("lambda").create_function(
         FunctionName=PREDICT_FUNCTION, Runtime="python3.11", Role=role,
         Handler="handlers.predict.handler", Code={"ZipFile": zipped({"app.py": "x = 1\n"})},
         Environment={"Variables": {"ENDPOINT_NAME": "stepml-old", "POWERTOOLS_SERVICE_NAME": "p"}},
@@ -266,7 +270,7 @@ def start_ec2_training(monkeypatch: pytest.MonkeyPatch, aws: Counts,
         fake.build_user_data = build_user_data  # type: ignore[attr-defined]
         monkeypatch.setitem(sys.modules, "handlers.ec2_user_data", fake)
         monkeypatch.delitem(sys.modules, "handlers.start_ec2_training", raising=False)
-    iam = boto3.client("iam", region_name=REGION)
+    iam = common.client("iam")
     iam.create_role(RoleName=EC2_INSTANCE_PROFILE, AssumeRolePolicyDocument="{}")
     iam.create_instance_profile(InstanceProfileName=EC2_INSTANCE_PROFILE)
     iam.add_role_to_instance_profile(InstanceProfileName=EC2_INSTANCE_PROFILE,

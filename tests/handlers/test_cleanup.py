@@ -6,12 +6,11 @@ from __future__ import annotations
 from types import ModuleType
 from typing import Any
 
-import boto3
 import pytest
 from botocore.exceptions import ClientError
 
 from handlers import cleanup, common, start_sagemaker_training, validate_input
-from tests.handlers.conftest import CONFIG, REGION, Counts, call, run_input, sagemaker_backend
+from tests.handlers.conftest import CONFIG, Counts, call, run_input, sagemaker_backend
 
 
 def error(code: str, operation: str) -> ClientError:
@@ -97,7 +96,7 @@ def test_terminates_this_runs_instance_only(start_ec2_training: ModuleType, aws:
     validated = call(validate_input, run_input(training={"backend": "ec2"}))
     doc = call(start_ec2_training, validated)
     instance_id = doc["training_job"]["instance_id"]
-    ec2 = boto3.client("ec2", region_name=REGION)
+    ec2 = common.client("ec2")
     other = ec2.run_instances(ImageId="ami-12345678", MinCount=1, MaxCount=1, TagSpecifications=[
         {"ResourceType": "instance", "Tags": [{"Key": "stepml:run-id", "Value": "another-run"}]}],
     )["Instances"][0]["InstanceId"]
@@ -139,7 +138,7 @@ def test_leaves_an_in_service_endpoint(serving: dict, aws: Counts) -> None:
     """SmokeTest (say) failed after the endpoint went InService: it serves; keep it."""
     for _ in range(2):
         assert call(cleanup, failed(serving, "SmokeTestFailed"))["cleanup"]["removed"] == []
-    endpoint = boto3.client("sagemaker", region_name=REGION).describe_endpoint(
+    endpoint = common.client("sagemaker").describe_endpoint(
         EndpointName=CONFIG.endpoint_name)
     assert endpoint["EndpointStatus"] == "InService"
     assert (aws.endpoints(), aws.endpoint_configs(), aws.models()) == (1, 1, 1)

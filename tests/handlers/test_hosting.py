@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import boto3
 import pytest
 
 from handlers import (
@@ -32,11 +31,11 @@ DIMENSION = "sagemaker:variant:DesiredInstanceCount"
 
 
 def sagemaker() -> Any:
-    return boto3.client("sagemaker", region_name=REGION)
+    return common.client("sagemaker")
 
 
 def autoscaling() -> Any:
-    return boto3.client("application-autoscaling", region_name=REGION)
+    return common.client("application-autoscaling")
 
 
 # -- CreateModel -------------------------------------------------------------------------------
@@ -202,7 +201,8 @@ def test_check_endpoint_still_creating(deployed: dict) -> None:
 def test_check_endpoint_failed(deployed: dict) -> None:
     endpoint = sagemaker_backend().endpoints[CONFIG.endpoint_name]
     endpoint.endpoint_status = "Failed"
-    endpoint.failure_reason = "The primary container for production variant AllTraffic did not pass the ping health check."
+    endpoint.failure_reason = ("The primary container for production variant AllTraffic did not "
+                               "pass the ping health check.")
     with pytest.raises(EndpointFailed, match="did not pass the ping health check"):
         call(check_endpoint, deployed)
 

@@ -5,20 +5,29 @@ from __future__ import annotations
 import base64
 import io
 import json
+from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
 from botocore.response import StreamingBody
 from botocore.stub import Stubber
 
 from handlers import common, configure_predict_function, smoke_test
 from handlers.errors import SmokeTestFailed
-from tests.handlers.conftest import BUCKET, CONFIG, DATASET_URI, PREDICT_FUNCTION, REGION, call, call_twice
+from tests.handlers.conftest import (
+    BUCKET,
+    CONFIG,
+    DATASET_URI,
+    PREDICT_FUNCTION,
+    REGION,
+    call,
+    call_twice,
+    dataset_keys,
+)
 
 
 def lam() -> Any:
-    return boto3.client("lambda", region_name=REGION)
+    return common.client("lambda")
 
 
 @pytest.fixture
@@ -114,18 +123,17 @@ def prediction(label: str, probability: float = 0.93) -> dict:
 
 
 @pytest.fixture
-def predict_stub(aws: Any) -> Any:
-    """moto's Lambda invoke can't run code without Docker: the handlers' Lambda client is stubbed."""
-    client = boto3.client("lambda", region_name=REGION)
-    common._clients["lambda"] = client
-    with Stubber(client) as stubber:
+def predict_stub(aws: Any) -> Iterator[Stubber]:
+    """moto's Lambda invoke can't run code without Docker: the handlers' cached Lambda client
+    is stubbed (every call on it must be one the test expects)."""
+    with Stubber(common.client("lambda")) as stubber:
         yield stubber
         stubber.assert_no_pending_responses()
 
 
 def expected_invoke() -> dict:
     """The first test image in key order: datasets/sample/test/cat/0.png."""
-    image = boto3.client("s3", region_name=REGION).get_object(
+    image = common.client("s3").get_object(
         Bucket=BUCKET, Key="datasets/sample/test/cat/0.png")["Body"].read()
     return {"FunctionName": ALIAS_ARN, "Payload": json.dumps({"image": base64.b64encode(image).decode()})}
 
@@ -162,9 +170,7 @@ def test_smoke_test_failure(configured_predict: dict, predict_stub: Stubber, pay
 
 
 def test_smoke_test_without_test_images(configured_predict: dict, predict_stub: Stubber) -> None:
-    s3 = boto3.client("s3", region_name=REGION)
-    for label in ("cat", "dog"):
-        for index in range(2):
-            s3.delete_object(Bucket=BUCKET, Key=f"datasets/sample/test/{label}/{index}.png")
+    for key in dataset_keys("test"):
+        common.client("s3").delete_object(Bucket=BUCKET, Key=key)
     with pytest.raises(SmokeTestFailed, match="no test images"):
         call(smoke_test, configured_predict)

@@ -7,11 +7,10 @@ import time
 from types import ModuleType
 from typing import Any
 
-import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from handlers import check_training, check_tuning, start_sagemaker_training, tune, validate_input
+from handlers import check_training, check_tuning, common, start_sagemaker_training, tune, validate_input
 from handlers.errors import TrainingFailed, TrainingTimedOut, TuningFailed
 from tests.handlers.conftest import (
     BUCKET,
@@ -34,7 +33,7 @@ NOW = 1_800_000_000.0
 
 
 def describe_job(name: str) -> dict:
-    return boto3.client("sagemaker", region_name=REGION).describe_training_job(TrainingJobName=name)
+    return common.client("sagemaker").describe_training_job(TrainingJobName=name)
 
 
 # -- StartSageMakerTraining ------------------------------------------------------------------
@@ -48,12 +47,13 @@ def test_start_sagemaker_training(validated: dict, aws: Counts, monkeypatch: pyt
                                    "started_at": NOW}
     job = describe_job(name)
     template = TRAINING_TEMPLATE
-    assert job["AlgorithmSpecification"]["TrainingImage"] == template["AlgorithmSpecification"]["TrainingImage"]
+    image = template["AlgorithmSpecification"]["TrainingImage"]
+    assert job["AlgorithmSpecification"]["TrainingImage"] == image
     assert job["RoleArn"] == SAGEMAKER_ROLE_ARN
     # Template's SDK hyperparameters kept, run's hyperparameters JSON-encoded like the SDK does.
     hyperparameters = job["HyperParameters"]
-    assert hyperparameters["sagemaker_program"] == template["HyperParameters"]["sagemaker_program"]
-    assert hyperparameters["sagemaker_submit_directory"] == template["HyperParameters"]["sagemaker_submit_directory"]
+    for key in ("sagemaker_program", "sagemaker_submit_directory", "sagemaker_region"):
+        assert hyperparameters[key] == template["HyperParameters"][key]
     assert hyperparameters["epochs"] == "2"
     assert json.loads(hyperparameters["arch"]) == validated["training"]["hyperparameters"]["arch"]
     assert json.loads(hyperparameters["lr"]) == validated["training"]["hyperparameters"]["lr"]
@@ -63,7 +63,7 @@ def test_start_sagemaker_training(validated: dict, aws: Counts, monkeypatch: pyt
     assert job["ResourceConfig"] == {"InstanceType": CONFIG.training_instance_type,
                                      "InstanceCount": CONFIG.training_instance_count, "VolumeSizeInGB": 30}
     assert job["StoppingCondition"] == {"MaxRuntimeInSeconds": CONFIG.training_max_wait_seconds}
-    tags = boto3.client("sagemaker", region_name=REGION).list_tags(ResourceArn=job["TrainingJobArn"])["Tags"]
+    tags = common.client("sagemaker").list_tags(ResourceArn=job["TrainingJobArn"])["Tags"]
     assert {"Key": "stepml:run-id", "Value": name} in tags
 
 
@@ -172,7 +172,7 @@ def validated_ec2(aws: Counts) -> dict:
 
 
 def live_instance(run_id: str) -> dict:
-    reservations = boto3.client("ec2", region_name=REGION).describe_instances(Filters=[
+    reservations = common.client("ec2").describe_instances(Filters=[
         {"Name": "tag:stepml:run-id", "Values": [run_id]}])["Reservations"]
     instances = [i for r in reservations for i in r["Instances"]]
     assert len(instances) == 1
@@ -192,12 +192,12 @@ def test_start_ec2_training(start_ec2_training: ModuleType, validated_ec2: dict,
     instance = live_instance(run_id)
     assert instance["InstanceId"] == job["instance_id"]
     assert instance["InstanceType"] == CONFIG.ec2_instance_type
-    ami = boto3.client("ssm", region_name=REGION).get_parameter(Name=CONFIG.ec2_ami_parameter)
+    ami = common.client("ssm").get_parameter(Name=CONFIG.ec2_ami_parameter)
     assert instance["ImageId"] == ami["Parameter"]["Value"]
     assert instance["IamInstanceProfile"]["Arn"].endswith(f"instance-profile/{EC2_INSTANCE_PROFILE}")
     tags = {t["Key"]: t["Value"] for t in instance["Tags"]}
     assert tags["stepml:run-id"] == run_id and tags["stepml:purpose"] == "training"
-    ec2 = boto3.client("ec2", region_name=REGION)
+    ec2 = common.client("ec2")
     behaviour = ec2.describe_instance_attribute(InstanceId=job["instance_id"],
                                                 Attribute="instanceInitiatedShutdownBehavior")
     assert behaviour["InstanceInitiatedShutdownBehavior"]["Value"] == "terminate"
@@ -232,7 +232,7 @@ def started_ec2(start_ec2_training: ModuleType, validated_ec2: dict) -> dict:
 
 def put_status(doc: dict, status: dict) -> None:
     key = doc["training_job"]["status_uri"].removeprefix(f"s3://{BUCKET}/")
-    boto3.client("s3", region_name=REGION).put_object(Bucket=BUCKET, Key=key, Body=json.dumps(status))
+    common.client("s3").put_object(Bucket=BUCKET, Key=key, Body=json.dumps(status))
 
 
 def test_check_ec2_training_running(started_ec2: dict) -> None:
@@ -260,7 +260,7 @@ def test_check_ec2_training_failed_status(started_ec2: dict) -> None:
 
 def test_check_ec2_instance_gone_without_status(started_ec2: dict) -> None:
     instance_id = started_ec2["training_job"]["instance_id"]
-    boto3.client("ec2", region_name=REGION).terminate_instances(InstanceIds=[instance_id])
+    common.client("ec2").terminate_instances(InstanceIds=[instance_id])
     with pytest.raises(TrainingFailed, match=f"{instance_id} is terminated"):
         call(check_training, started_ec2)
 
@@ -285,7 +285,7 @@ def test_tune(validated_tuning: dict, aws: Counts, monkeypatch: pytest.MonkeyPat
     name = doc["tuning_job"]["name"]
     assert doc["tuning_job"] == {"name": name, "status": "InProgress", "started_at": NOW}
     assert name.startswith("hpo-") and len(name) <= 32
-    described = boto3.client("sagemaker", region_name=REGION).describe_hyper_parameter_tuning_job(
+    described = common.client("sagemaker").describe_hyper_parameter_tuning_job(
         HyperParameterTuningJobName=name)
     config = described["HyperParameterTuningJobConfig"]
     assert config["HyperParameterTuningJobObjective"] == {"Type": "Maximize", "MetricName": "valid_acc"}

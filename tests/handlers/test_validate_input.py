@@ -4,20 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
-import boto3
 import pytest
 
-from handlers import validate_input
+from handlers import common, validate_input
 from handlers.errors import InvalidInput
 from tests.handlers.conftest import (
     BUCKET,
     CONFIG,
     DATASET_URI,
     EXECUTION_NAME,
-    REGION,
     Counts,
     call,
     call_twice,
+    dataset_keys,
     run_input,
 )
 
@@ -112,10 +111,8 @@ def test_bad_input_names_the_field_and_creates_nothing(aws: Counts, overrides: d
 
 @pytest.mark.parametrize("empty_split", ["train", "valid", "test"])
 def test_prefix_without_data(aws: Counts, empty_split: str) -> None:
-    s3 = boto3.client("s3", region_name=REGION)
-    for label in ("cat", "dog"):
-        for index in range(2):
-            s3.delete_object(Bucket=BUCKET, Key=f"datasets/sample/{empty_split}/{label}/{index}.png")
+    for key in dataset_keys(empty_split):
+        common.client("s3").delete_object(Bucket=BUCKET, Key=key)
 
     with pytest.raises(InvalidInput, match=rf"dataset .*{empty_split}/"):
         call(validate_input, run_input())

@@ -26,6 +26,7 @@ from infra_scripts.ec2_user_data import (
 from infra_scripts.localcloud.ec2_instances import is_runnable, local_script
 from infra_scripts.localcloud.server import LocalCloud, LocalCloudSettings
 from infra_scripts.packaging import training_source
+from tests.localcloud.test_sagemaker_training import group_alive
 
 EXTENSION = "infra_scripts.localcloud.ec2_instances"
 BUCKET = "stepml-ec2"
@@ -84,6 +85,8 @@ def cloud() -> Iterator[LocalCloud]:
         for key in ("data/train/a/1.jpg", "data/valid/a/2.jpg", "data/test/a/3.jpg"):
             s3.put_object(Bucket=BUCKET, Key=key, Body=b"x")
         yield running
+        groups = [r.popen.pid for r in running.extensions["ec2_instances"].runs.values() if r.popen]
+    assert not [g for g in groups if group_alive(g)], "instance processes outlived cloud.stop()"
 
 
 def launch(cloud: LocalCloud, hyperparameters: dict[str, Any] | None = None,
@@ -131,11 +134,14 @@ def read_tar(cloud: LocalCloud, uri: str) -> dict[str, bytes]:
         return {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}
 
 
-def alive(pid: int) -> bool:
-    try:
-        return "\nState:\tZ" not in Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return False
+def script_group(cloud: LocalCloud, instance_id: str) -> int:
+    """The user-data script's process group (its pid), once the watcher has started it."""
+    run = cloud.extensions["ec2_instances"].runs[instance_id]
+    deadline = time.monotonic() + 20
+    while run.popen is None:
+        assert time.monotonic() < deadline, "the script never started"
+        time.sleep(0.02)
+    return run.popen.pid
 
 
 def wait_for_file(path: Path, timeout_s: float = 20) -> str:
@@ -235,13 +241,15 @@ def test_stop_behaviour_stops_instead_of_terminating(cloud: LocalCloud) -> None:
 
 def test_terminate_instances_kills_a_running_script(cloud: LocalCloud) -> None:
     instance_id = launch(cloud, {"sleep": 60})
-    work = cloud.extensions["ec2_instances"].runs[instance_id].root / "work"
-    pid = int(wait_for_file(work / "train.pid"))
+    run = cloud.extensions["ec2_instances"].runs[instance_id]
+    wait_for_file(run.root / "work" / "train.pid")
+    run_group = script_group(cloud, instance_id)  # bash, the helpers and training share it
+    assert group_alive(run_group)
     assert state_of(cloud, instance_id)["State"]["Name"] == "running"
     assert read_json(cloud, f"{BASE}/status.json")["status"] == "InProgress"
 
     cloud.boto3_client("ec2").terminate_instances(InstanceIds=[instance_id])
-    assert not alive(pid)  # gone by the time TerminateInstances returned
+    assert not group_alive(run_group)  # gone by the time TerminateInstances returned
     assert state_of(cloud, instance_id)["State"]["Name"] == "terminated"
     time.sleep(0.3)  # the watcher must not override the API's state afterwards
     assert state_of(cloud, instance_id)["State"]["Name"] == "terminated"
@@ -271,10 +279,11 @@ def test_cloud_stop_kills_instance_processes() -> None:
     with LocalCloud(extensions=[EXTENSION]) as cloud:
         script = f"#!/bin/bash\n{RUNNABLE_MARKER}\necho $$ > \"$STEPML_WORK_DIR/pid\"\nsleep 60\n"
         instance_id = launch(cloud, user_data=script)
-        work = cloud.extensions["ec2_instances"].runs[instance_id].root / "work"
-        pid = int(wait_for_file(work / "pid"))
-        assert alive(pid)
-    assert not alive(pid)
+        run = cloud.extensions["ec2_instances"].runs[instance_id]
+        wait_for_file(run.root / "work" / "pid")
+        group = script_group(cloud, instance_id)
+        assert group_alive(group)
+    assert not group_alive(group)
 
 
 @pytest.mark.skipif(not (Path(__file__).resolve().parents[2] / "training" / "train.py").is_file(),

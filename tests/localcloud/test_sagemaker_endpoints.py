@@ -304,6 +304,16 @@ def test_target_variant_routes_to_that_variant(cloud: LocalCloud) -> None:
                                 ContentType="application/json")
 
 
+def test_failed_when_the_model_is_gone(cloud: LocalCloud) -> None:
+    sagemaker = client(cloud, "sagemaker")
+    create_config(cloud, "gone", {"version": "v1"})
+    sagemaker.delete_model(ModelName="gone")
+    sagemaker.create_endpoint(EndpointName="ep", EndpointConfigName="gone")
+    description = wait_until_settled(cloud, "ep")
+    assert description["EndpointStatus"] == "Failed"
+    assert "Could not find model" in description["FailureReason"]
+
+
 def test_failed_on_ping_timeout(standin_script: Path) -> None:
     options = standin_options(standin_script, startup_timeout_s=1)
     settings = LocalCloudSettings(options={"sagemaker_endpoints": options})

@@ -14,6 +14,7 @@ from botocore.exceptions import ClientError
 
 from infra_scripts.localcloud.sagemaker_hpo import candidates, sample
 from infra_scripts.localcloud.server import LocalCloud, LocalCloudSettings
+from tests.localcloud.test_sagemaker_training import group_alive, started_groups
 
 EXTENSIONS = ["infra_scripts.localcloud.sagemaker_training",
               "infra_scripts.localcloud.sagemaker_hpo"]
@@ -47,6 +48,8 @@ def cloud(tmp_path: Path) -> Iterator[LocalCloud]:
         s3.create_bucket(Bucket=BUCKET)
         s3.put_object(Bucket=BUCKET, Key="data/train/a/1.jpg", Body=b"x")
         yield running
+        groups = started_groups(running)
+    assert not [g for g in groups if group_alive(g)], "trial processes outlived cloud.stop()"
 
 
 def tune(cloud: LocalCloud, name: str, ranges: dict[str, Any], max_jobs: int = 4,

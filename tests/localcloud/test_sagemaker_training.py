@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import tarfile
 import textwrap
 import time
@@ -100,6 +99,14 @@ def cloud(tmp_path: Path) -> Iterator[LocalCloud]:
         for key in ("data/train/a/1.jpg", "data/train/b/2.jpg", "data/valid/a/3.jpg"):
             s3.put_object(Bucket=BUCKET, Key=key, Body=b"x")
         yield running
+        groups = started_groups(running)
+    assert not [g for g in groups if group_alive(g)], "training processes outlived cloud.stop()"
+
+
+def started_groups(cloud: LocalCloud) -> list[int]:
+    """Each host process leads its own process group (pgid == its pid)."""
+    return [pid for run in cloud.extensions["sagemaker_training"].runs.values()
+            for pid in run.pids()]
 
 
 def start_job(cloud: LocalCloud, name: str, hyperparameters: dict[str, str] | None = None,
@@ -151,6 +158,19 @@ def alive(pid: int) -> bool:
     except OSError:
         return False
     return "\nState:\tZ" not in status
+
+
+def group_alive(pgid: int) -> bool:
+    """Whether any live (non-zombie) process is still in the process group."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        state, _, group = text[text.rindex(")") + 2:].split()[:3]
+        if int(group) == pgid and state != "Z":
+            return True
+    return False
 
 
 def test_job_completes_with_model_metrics_and_logs(cloud: LocalCloud) -> None:
@@ -237,7 +257,7 @@ def test_stop_training_job_kills_the_process(cloud: LocalCloud) -> None:
     described = wait_done(sm, "job-stop")
     assert described["TrainingJobStatus"] == "Stopped"
     assert described["SecondaryStatus"] == "Stopped"
-    assert not any(alive(pid) for pid in pids)
+    assert not any(group_alive(pid) for pid in pids)
     with pytest.raises(ClientError, match="ValidationException"):
         sm.stop_training_job(TrainingJobName="job-stop")
     with pytest.raises(ClientError, match="ResourceNotFound"):
@@ -330,7 +350,7 @@ def test_cloud_stop_kills_running_jobs(tmp_path: Path) -> None:
         pids = cloud.extensions["sagemaker_training"].run_for("job-orphan").pids()
     finally:
         cloud.stop()
-    assert len(pids) == 2 and not any(alive(pid) for pid in pids)
+    assert len(pids) == 2 and not any(group_alive(pid) for pid in pids)
 
 
 def _real_training_available() -> bool:
@@ -373,20 +393,3 @@ def test_real_training_entry_point(tmp_path: Path) -> None:
         described = wait_done(sm, "job-real-bad", timeout_s=120)
         assert described["TrainingJobStatus"] == "Failed"
         assert "invalid hyperparameter lr=-1.0" in described["FailureReason"]
-
-
-def test_no_process_leaks_after_fixture() -> None:
-    own = os.getpid()
-    children = [p for p in Path("/proc").iterdir() if p.name.isdigit()
-                and _parent(p) == own and alive(int(p.name))]
-    assert not children, f"leaked child processes: {[c.name for c in children]}"
-
-
-def _parent(proc: Path) -> int | None:
-    try:
-        for line in (proc / "status").read_text().splitlines():
-            if line.startswith("PPid:"):
-                return int(line.split()[1])
-    except OSError:
-        return None
-    return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import importlib
 import inspect
 import json
 from collections.abc import Iterator
@@ -15,7 +16,6 @@ from moto import mock_aws
 from handlers import errors
 from statemachine.config import PipelineConfig
 from statemachine.workflow import SNAPSHOT_PATH, TASK_HANDLERS, definition_dict, definition_json
-from stepfunctions.steps import integration_resources  # isort: skip (imported by workflow)
 
 # Names from issue 5: part of the interface (CLI progress, dashboards, redrive), keep them stable.
 TASK_STATES = ["ValidateInput", "Tune", "CheckTuning", "StartSageMakerTraining", "StartEC2Training",
@@ -30,9 +30,10 @@ OTHER_STATES = {"ChooseTrainingBackend": "Choice", "WaitForTraining": "Wait",
 def cached_partition() -> Iterator[None]:
     """The SDK resolves the AWS partition with fresh boto3 sessions for every LambdaStep (~0.4 s
     each on this machine); the answer can't change within the module, so compute it once."""
+    # Imported by statemachine.workflow (which quiets the SDK's import warnings) already.
+    resources = importlib.import_module("stepfunctions.steps.integration_resources")
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(integration_resources, "get_aws_partition",
-                      functools.cache(integration_resources.get_aws_partition))
+        patch.setattr(resources, "get_aws_partition", functools.cache(resources.get_aws_partition))
         yield
 
 

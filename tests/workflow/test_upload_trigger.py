@@ -142,3 +142,47 @@ def test_a_valid_manifest_uploaded_last_starts_one_execution(cloud, trigger, tmp
     after = settle(cloud, before + 1)
     assert len(after) == before + 1
     assert after[0]["name"].startswith("upload-listed-")
+
+
+def test_stepml_upload_writes_the_marker_last_and_follows_the_started_execution(cloud, trigger, cli,
+                                                                                tmp_path):
+    from click.testing import CliRunner
+
+    config_file = tmp_path / "stepml.toml"
+    config_file.write_text(f'[stepml]\nprefix = "{CONFIG.prefix}"\nbucket = "{CONFIG.bucket}"\n')
+    before = len(executions(cloud))
+    result = CliRunner().invoke(cli, ["--config", str(config_file), "upload",
+                                      str(make_dataset(tmp_path / "data")), "--dataset", "from-cli",
+                                      "--follow", "--endpoint-url", cloud.url], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    assert "upload-from-cli-" in result.output and "SUCCEEDED" in result.output
+    assert len(settle(cloud, before + 1)) == before + 1
+    keys = [o["Key"] for o in cloud.boto3_client("s3").list_objects_v2(
+        Bucket=CONFIG.bucket, Prefix="datasets/from-cli/")["Contents"]]
+    assert len(keys) == 10 and "datasets/from-cli/_READY" in keys
+    missing = CliRunner().invoke(cli, ["--config", str(config_file), "upload", str(tmp_path),
+                                       "--dataset", "x", "--endpoint-url", cloud.url])
+    assert missing.exit_code == 1 and "must hold train/, valid/ and test/" in missing.output
+
+
+class RecordingS3:
+    def __init__(self) -> None:
+        self.keys: list[str] = []
+
+    def upload_file(self, path: str, bucket: str, key: str) -> None:
+        self.keys.append(key)
+
+    def put_object(self, Bucket: str, Key: str, Body: bytes) -> None:  # noqa: N803 - boto3 names
+        self.keys.append(Key)
+
+
+def test_the_marker_is_always_written_last_and_only_once(tmp_path):
+    s3 = RecordingS3()
+    upload_dataset(s3, "b", make_dataset(tmp_path / "plain"), "plain")
+    assert s3.keys[-1] == "datasets/plain/_READY" and len(s3.keys) == 10
+    listed = make_dataset(tmp_path / "listed")
+    (listed / "manifest.json").write_text('{"files": []}')
+    s3 = RecordingS3()
+    upload_dataset(s3, "b", listed, "listed")
+    assert s3.keys[-1] == "datasets/listed/manifest.json"
+    assert not any(key.endswith("_READY") for key in s3.keys)

@@ -1,0 +1,116 @@
+"""FULL PIPELINE (slow, ~1-2 min): upload a dataset → the S3 trigger starts one execution →
+DeployEndpoint fails (a transient error that exhausts its retries, so it is not caught into
+Cleanup) → RedriveExecution → SUCCEEDED, with exactly one training job.
+
+Needs the local SageMaker training and endpoint extensions; skipped where they are absent."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from infra_scripts.deploy import Deployer
+from infra_scripts.localcloud.lambda_runtime import InvokeResult
+from infra_scripts.localcloud.server import DEFAULT_EXTENSIONS, LocalCloud
+from infra_scripts.run import make_sample_dataset
+from infra_scripts.trigger import deploy_trigger, upload_dataset
+from statemachine.config import PipelineConfig
+
+NEEDED = {"infra_scripts.localcloud.sagemaker_training", "infra_scripts.localcloud.sagemaker_endpoints"}
+pytestmark = [
+    pytest.mark.timeout(900),
+    pytest.mark.skipif(not NEEDED <= set(DEFAULT_EXTENSIONS),
+                       reason="local SageMaker training/endpoint extensions not installed"),
+]
+
+
+@pytest.fixture
+def failing_deploy(cloud):
+    """DeployEndpoint answers TransientAwsError 4 times (its Retry budget), then runs."""
+    runtime = cloud.extensions["lambda_runtime"]
+    original = runtime.invoke
+    failures = fail_first_invocations(cloud, PipelineConfig().function_name("deploy_endpoint"), 4)
+    yield failures
+    runtime.invoke = original
+
+
+def fail_first_invocations(cloud: LocalCloud, function_name: str, count: int) -> list[int]:
+    runtime, failures = cloud.extensions["lambda_runtime"], []
+    original = runtime.invoke
+
+    def invoke(fn, event: str, tail_logs: bool = False) -> InvokeResult:
+        if fn.function_name == function_name and len(failures) < count:
+            failures.append(1)
+            payload = {"errorType": "TransientAwsError", "errorMessage": "ThrottlingException: Rate exceeded",
+                       "stackTrace": []}
+            return InvokeResult(200, json.dumps(payload).encode(), function_error="Unhandled")
+        return original(fn, event, tail_logs)
+
+    cloud.patch(runtime, "invoke", invoke)
+    return failures
+
+
+def wait_for(sfn, arn: str, statuses: tuple[str, ...], timeout_s: float = 600) -> dict:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            described = sfn.describe_execution(executionArn=arn)
+            if described["status"] in statuses:
+                return described
+        except sfn.exceptions.ExecutionDoesNotExist:
+            pass
+        time.sleep(0.5)
+    raise AssertionError(f"{arn} not {statuses} after {timeout_s}s")
+
+
+def test_deploy_endpoint_failing_once_is_redriven_to_succeeded_without_a_second_training_job(
+        cloud, failing_deploy, tmp_path):
+    config = PipelineConfig(provisioned_concurrency=2, reserved_concurrency=5)
+    deployer = Deployer.for_local_cloud(config, cloud.url)
+    deployer.deploy()
+    deploy_trigger(deployer, config, execution_input={"poll_seconds": 1})
+    s3, sfn = deployer.client("s3"), deployer.client("stepfunctions")
+
+    upload_dataset(s3, config.bucket, make_sample_dataset(tmp_path / "data"), "sample")
+
+    arn = wait_for_started(sfn, config)
+    failed = wait_for(sfn, arn, ("FAILED", "SUCCEEDED"))
+    assert (failed["status"], failed["error"]) == ("FAILED", "TransientAwsError"), failed.get("cause")
+    assert len(failing_deploy) == 4  # the first try and its 3 retries
+    entered = entered_states(sfn, arn)
+    assert entered[-1] == "DeployEndpoint" and "Cleanup" not in entered
+    assert training_jobs(deployer) == 1
+
+    sfn.redrive_execution(executionArn=arn)
+    done = wait_for(sfn, arn, ("SUCCEEDED", "FAILED"))
+
+    assert done["status"] == "SUCCEEDED", done.get("cause")
+    assert done["redriveCount"] == 1
+    assert training_jobs(deployer) == 1
+    entered = entered_states(sfn, arn)
+    assert entered.count("StartSageMakerTraining") == 1 and entered.count("CreateModel") == 1
+    assert entered.count("DeployEndpoint") == 2
+    assert json.loads(done["output"])["smoke_test"]["correct"] is True
+
+
+def wait_for_started(sfn, config: PipelineConfig, timeout_s: float = 60) -> str:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        listed = sfn.list_executions(stateMachineArn=config.state_machine_arn)["executions"]
+        if listed:
+            assert len(listed) == 1 and listed[0]["name"].startswith("upload-sample-")
+            return listed[0]["executionArn"]
+        time.sleep(0.5)
+    raise AssertionError("the upload trigger started no execution")
+
+
+def entered_states(sfn, arn: str) -> list[str]:
+    events = sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]
+    return [e["stateEnteredEventDetails"]["name"] for e in events if "stateEnteredEventDetails" in e]
+
+
+def training_jobs(deployer: Deployer) -> int:
+    return len(deployer.client("sagemaker").list_training_jobs()["TrainingJobSummaries"])
+
