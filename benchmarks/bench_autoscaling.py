@@ -151,7 +151,7 @@ def markdown(summary: dict[str, Any], timeline: list[Sample],
         f"- 1-min load average before / after: {summary['load_average_1m']} (other work on a "
         "shared machine slows the model server's start, i.e. the scale-out's second half)",
         "",
-        "| t (s) | phase | status | current | desired | processes | invocations/instance/min |",
+        "| t (s) | phase | status | current | desired | serving processes | invocations/instance/min |",
         "|---:|---|---|---:|---:|---:|---:|",
     ]
     for row in timeline:

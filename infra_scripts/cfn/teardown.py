@@ -26,7 +26,8 @@ ClientFactory = Callable[[str], Any]
 LIVE_INSTANCE_STATES = ["pending", "running", "stopping", "stopped"]
 RUNNING_JOB_STATES = ("InProgress", "Stopping")
 GONE = ("ValidationException", "ResourceNotFoundException", "ResourceNotFound",
-        "ObjectNotFoundException", "NoSuchBucket", "ProvisionedConcurrencyConfigNotFoundException")
+        "ObjectNotFoundException", "NoSuchBucket", "ProvisionedConcurrencyConfigNotFoundException",
+        "StateMachineDoesNotExist", "ExecutionDoesNotExist")
 
 
 @dataclass
@@ -55,7 +56,7 @@ class Plan:
 def gone(error: ClientError) -> bool:
     code = error.response.get("Error", {}).get("Code", "")
     message = error.response.get("Error", {}).get("Message", "")
-    return code in GONE or "not found" in message.lower() or "does not exist" in message
+    return code in GONE or "not found" in message.lower() or "does not exist" in message.lower()
 
 
 def _exists(call: Callable[[], Any]) -> Any | None:
@@ -135,6 +136,7 @@ class Planner:
         hosting = self.hosting(endpoints, run_ids)
         plan.items += hosting
         plan.items += self.provisioned_concurrency()
+        plan.items += self.unmanaged_state_machine(stack)
         if stack is not None:
             plan.items.append(Item("stack", f"{self.stack_name} ({stack['StackStatus']})", "delete",
                                    lambda: changeset.delete_stack(cfn, self.stack_name,
@@ -229,6 +231,17 @@ class Planner:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"endpoint {name} still exists")
             time.sleep(self.waiting.poll_s)
+
+    def unmanaged_state_machine(self, stack: dict | None) -> list[Item]:
+        """The state machine when the stack does not hold it (the local cloud makes it through
+        the Step Functions API, see local_gaps; or the stack is gone)."""
+        managed = stack is not None and "StateMachine" in changeset.stack_resources(
+            self.client("cloudformation"), self.stack_name)
+        sfn, arn = self.client("stepfunctions"), self.state_machine_arn(stack)
+        if managed or not _exists(lambda: sfn.describe_state_machine(stateMachineArn=arn)):
+            return []
+        return [Item("state machine", arn.rsplit(":", 1)[-1], "delete",
+                     lambda: sfn.delete_state_machine(stateMachineArn=arn))]
 
     def provisioned_concurrency(self) -> list[Item]:
         lam = self.client("lambda")

@@ -13,6 +13,7 @@ wrapper serves PutEvents.
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import threading
 import uuid
@@ -106,6 +107,7 @@ def install(cloud: LocalCloud) -> Deliverer:
     deliverer = Deliverer(cloud)
     original = Rule.send_to_targets
 
+    @functools.wraps(original)  # keeps moto's method reachable as __wrapped__ (seam test)
     def send_to_targets(rule: Any, original_event: dict, transform_input: bool = True) -> None:
         if rule.state != "ENABLED":
             return
