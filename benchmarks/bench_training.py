@@ -36,7 +36,8 @@ from training.train import main as train_main
 
 EPOCHS = 10
 TARGET_ACC = 0.9  # time-to-accuracy: first epoch whose valid accuracy reaches this
-REPEATS = 2  # best of: this 2-core machine is shared and noisy
+REPEATS = 3  # best of, for the cheap runs: this 2-core machine is shared and noisy
+REF_EPOCHS_DEFAULT_THREADS = 2  # the reference at torch's default threads is slow here
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -64,9 +65,9 @@ def backbone_flops(size: int) -> float:
 
 
 # --------------------------------------------------------------------------- loops
-def reference_loop(data: Path, epochs: int, lr: float, seed: int) -> dict:
+def reference_loop(data: Path, epochs: int, lr: float, seed: int, threads: int) -> dict:
     """The seed's way: batch 2, num_workers=0, train() mode, forward in grad mode."""
-    torch.set_num_threads(os.cpu_count() or 1)  # the seed never set it: torch's default
+    torch.set_num_threads(threads)
     torch.manual_seed(seed)
     tf = eval_transform(defaults.image_size)  # same transforms as our default run
     splits = {s: datasets.ImageFolder(str(data / s), tf) for s in ("train", "valid", "test")}
@@ -99,12 +100,13 @@ def _accuracy(net: nn.Module, dataset) -> float:
     return correct / len(dataset)
 
 
-def our_loop(data: Path, epochs: int, lr: float, seed: int, extra: list[str]) -> dict:
+def our_loop(data: Path, epochs: int, lr: float, seed: int, threads: int,
+             extra: list[str]) -> dict:
     """training.train in-process (imports already paid, like the reference)."""
     with tempfile.TemporaryDirectory() as tmp:
         argv = ["--data", str(data), "--model-dir", f"{tmp}/model", "--checkpoint-dir",
                 f"{tmp}/ckpt", "--epochs", str(epochs), "--lr", str(lr), "--seed", str(seed),
-                "--patience", "0", *extra]
+                "--patience", "0", "--threads", str(threads), *extra]
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
             assert train_main(argv) == 0
         metrics = json.loads(Path(tmp, "model", "metrics.json").read_text())
@@ -119,11 +121,13 @@ def our_loop(data: Path, epochs: int, lr: float, seed: int, extra: list[str]) ->
     return {**metrics, "images_forwarded": forwarded, "compute_seconds": compute}
 
 
-def summarise(name: str, runs: list[dict], epochs: int, flops: float) -> dict:
+def summarise(name: str, threads: int, runs: list[dict], flops: float) -> dict:
     """Best (fastest) of the repeats; accuracy is identical across repeats (seeded)."""
     run = min(runs, key=lambda r: r["train_seconds"])
+    epochs = len(run["history"])
     reached = [h["elapsed"] for h in run["history"] if h["valid_acc"] >= TARGET_ACC]
-    return {"loop": name, "train_seconds": run["train_seconds"],
+    return {"loop": name, "threads": threads, "epochs": epochs,
+            "train_seconds": run["train_seconds"],
             "all_train_seconds": [r["train_seconds"] for r in runs],
             "images_per_s": run["num_train"] * epochs / run["train_seconds"],
             "time_to_acc_s": reached[0] if reached else None,
@@ -160,72 +164,99 @@ def ddp_run(data: Path, processes: int, threads: int, extra: list[str]) -> dict:
 
 
 # --------------------------------------------------------------------------- report
+NAMES = {"ref": "reference (seed-like: batch 2, 0 workers, no caching)",
+         "ours": "ours (defaults: cached features, batch 32)",
+         "nocache": "ours, --no-cache-features",
+         "augment": "ours, --augment (train features every epoch)"}
+
+
+def compare(data: Path, threads: int, flops: float, ref_epochs: int, ablations: bool
+            ) -> list[dict]:
+    lr, seed = defaults.lr, defaults.seed
+    ours = [our_loop(data, EPOCHS, lr, seed, threads, []) for _ in range(REPEATS)]
+    rows = [summarise(NAMES["ref"], threads,
+                      [reference_loop(data, ref_epochs, lr, seed, threads)], flops),
+            summarise(NAMES["ours"], threads, ours, flops)]
+    if ablations:
+        for key, extra in (("nocache", ["--no-cache-features"]), ("augment", ["--augment"])):
+            rows.append(summarise(NAMES[key], threads,
+                                  [our_loop(data, EPOCHS, lr, seed, threads, extra)], flops))
+    return rows
+
+
 def main() -> None:
     started = time.perf_counter()
     cores = os.cpu_count() or 1
-    load_before = os.getloadavg()
     machine = {**describe(), "nproc": cores, "torch": torch.__version__,
-               "loadavg_at_start": [round(x, 2) for x in load_before]}
+               "loadavg_at_start": [round(x, 2) for x in os.getloadavg()]}
     peak = {t: matmul_peak_gflops(t) for t in sorted({1, cores})}
     flops = backbone_flops(defaults.image_size)
-    lr, seed = defaults.lr, defaults.seed
     with tempfile.TemporaryDirectory() as tmp:
         data = make_dataset(Path(tmp) / "data")  # the demo dataset (training.defaults)
-        runs: dict[str, list[dict]] = {k: [] for k in ("ref", "ours", "nocache", "augment")}
-        for _ in range(REPEATS):  # interleaved, so load spikes hit both loops alike
-            runs["ours"].append(our_loop(data, EPOCHS, lr, seed, []))
-            runs["ref"].append(reference_loop(data, EPOCHS, lr, seed))
-        runs["nocache"].append(our_loop(data, EPOCHS, lr, seed, ["--no-cache-features"]))
-        runs["augment"].append(our_loop(data, EPOCHS, lr, seed, ["--augment"]))
-        names = {"ref": "reference (seed-like: batch 2, 0 workers, no caching)",
-                 "ours": "ours (default: cached features, batch 32)",
-                 "nocache": "ours, --no-cache-features",
-                 "augment": "ours, --augment (train features every epoch)"}
-        rows = [summarise(names[k], v, EPOCHS, flops) for k, v in runs.items()]
+        single = compare(data, 1, flops, EPOCHS, ablations=True)
+        default = compare(data, cores, flops, REF_EPOCHS_DEFAULT_THREADS, ablations=False)
         ddp_args = ["--augment", "--epochs", "5", "--workers", "0"]
-        ddp = [ddp_run(data, 1, cores, ddp_args), ddp_run(data, 2, max(1, cores // 2), ddp_args)]
-    ref, ours = rows[0], rows[1]
+        ddp = [ddp_run(data, 1, 1, ddp_args), ddp_run(data, 1, cores, ddp_args),
+               ddp_run(data, 2, max(1, cores // 2), ddp_args)]
     result = {
-        "machine": machine, "epochs": EPOCHS, "lr": lr, "target_valid_acc": TARGET_ACC,
-        "matmul_peak_gflops": peak, "backbone_gflop_per_image": flops / 1e9, "loops": rows,
-        "throughput_ratio": ours["images_per_s"] / ref["images_per_s"],
-        "accuracy_ok": ours["test_acc"] >= ref["test_acc"], "ddp": ddp,
+        "machine": machine, "epochs": EPOCHS, "lr": defaults.lr, "target_valid_acc": TARGET_ACC,
+        "matmul_peak_gflops": peak, "backbone_gflop_per_image": flops / 1e9,
+        "loops_1_thread": single, "loops_default_threads": default,
+        "throughput_ratio_1_thread": single[1]["images_per_s"] / single[0]["images_per_s"],
+        "throughput_ratio_default_threads": default[1]["images_per_s"]
+        / default[0]["images_per_s"],
+        "accuracy_ok": single[1]["test_acc"] >= single[0]["test_acc"], "ddp": ddp,
         "loadavg_at_end": [round(x, 2) for x in os.getloadavg()],
         "bench_seconds": time.perf_counter() - started}
     path = write_report("training", result, markdown(result))
     print(path.read_text())
 
 
+def _table(rows: list[dict], peak: dict) -> list[str]:
+    lines = ["| loop | threads | epochs | train s | images/s | time to valid acc ≥ 0.9 "
+             "| test acc | backbone GFLOP/s (% of matmul peak) |", "|---|---|---|---|---|---|---|---|"]
+    for row in rows:
+        tta = f"{row['time_to_acc_s']:.2f} s" if row["time_to_acc_s"] is not None else "—"
+        share = 100 * row["gflops"] / peak[row["threads"]]
+        lines.append(f"| {row['loop']} | {row['threads']} | {row['epochs']} | "
+                     f"{row['train_seconds']:.2f} | {row['images_per_s']:.0f} | {tta} | "
+                     f"{row['test_acc']:.3f} | {row['gflops']:.1f} ({share:.0f}%) |")
+    return lines
+
+
 def markdown(r: dict) -> str:
-    m = r["machine"]
-    peak = ", ".join(f"{g:.0f} GFLOP/s @ {t} thread(s)" for t, g in r["matmul_peak_gflops"].items())
+    m, peak = r["machine"], r["matmul_peak_gflops"]
+    peaks = ", ".join(f"{g:.0f} GFLOP/s @ {t} thread(s)" for t, g in peak.items())
+    ok = r["throughput_ratio_1_thread"] >= 4 and r["accuracy_ok"]
     lines = [
-        f"Machine: `nproc`={m['nproc']}, CPU {m['cpu_model']}, torch {m['torch']}; "
-        f"load average at start {m['loadavg_at_start']}, at end {r['loadavg_at_end']} "
-        "(the machine was shared, so timings are best of repeats).",
-        f"fp32 matmul peak (2048²): {peak}. ResNet-18 backbone at "
-        f"{defaults.image_size} px: {r['backbone_gflop_per_image']:.3f} GFLOP/image.",
-        f"Data: `training.defaults` demo ({defaults.classes} classes × {defaults.per_class} "
-        f"images, {defaults.image_size} px), random-init frozen ResNet-18, {r['epochs']} epochs, "
-        f"lr {r['lr']}, no early stopping.", "",
-        "| loop | train s | images/s | time to valid acc ≥ 0.9 | test acc | backbone GFLOP/s |",
-        "|---|---|---|---|---|---|"]
-    for row in r["loops"]:
-        tta = f"{row['time_to_acc_s']:.2f} s" if row["time_to_acc_s"] is not None else "never"
-        lines.append(f"| {row['loop']} | {row['train_seconds']:.2f} | {row['images_per_s']:.0f} "
-                     f"| {tta} | {row['test_acc']:.3f} | {row['gflops']:.1f} |")
-    ratio = r["throughput_ratio"]
-    lines += ["", f"**Throughput ratio ours / reference: {ratio:.1f}×** (goal ≥ 4× at equal or "
-              f"better test accuracy: {'met' if ratio >= 4 and r['accuracy_ok'] else 'NOT met'}).",
-              "", "DDP on this machine (`--augment`, 5 epochs, gloo on 127.0.0.1):", "",
-              "| processes × threads | train s | images/s | test acc |", "|---|---|---|---|"]
+        f"Machine: `nproc`={m['nproc']}, CPU {m['cpu_model']}, torch {m['torch']}. Load "
+        f"average at start {m['loadavg_at_start']}, at end {r['loadavg_at_end']}: the machine "
+        "was shared, so our runs are best of "
+        f"{REPEATS} and multi-threaded timings are noisy (OpenMP barriers stall when a vCPU "
+        "is busy elsewhere).",
+        f"fp32 matmul peak (2048²): {peaks}. ResNet-18 backbone at {defaults.image_size} px: "
+        f"{r['backbone_gflop_per_image']:.3f} GFLOP/image.",
+        f"Data: the `training.defaults` demo ({defaults.classes} classes × "
+        f"{defaults.per_class} images, {defaults.image_size} px; {r['loops_1_thread'][0]['epochs']}"
+        f" epochs, lr {r['lr']}, no early stopping), random-init frozen ResNet-18 + seed head.",
+        "images/s = training images × epochs / wall time of the loop (feature caching, "
+        "training and per-epoch validation included; imports and model set-up excluded).",
+        "", "**Equal threads (1 each):**", "", *_table(r["loops_1_thread"], peak), "",
+        f"**Throughput ratio ours / reference at 1 thread: {r['throughput_ratio_1_thread']:.0f}×**"
+        f" — goal ≥ 4× at equal or better test accuracy: {'met' if ok else 'NOT met'}.", "",
+        f"**torch default threads ({m['nproc']}):** (reference for "
+        f"{REF_EPOCHS_DEFAULT_THREADS} epochs only: throughput, not accuracy)", "",
+        *_table(r["loops_default_threads"], peak), "",
+        f"Ratio at {m['nproc']} threads: {r['throughput_ratio_default_threads']:.0f}×.", "",
+        "DDP (`--augment`, 5 epochs, batch 32 per rank, gloo on 127.0.0.1, SageMaker-style env):",
+        "", "| processes × threads | train s | images/s | test acc |", "|---|---|---|---|"]
     for d in r["ddp"]:
         lines.append(f"| {d['processes']} × {d['threads_each']} | {d['train_seconds']:.2f} | "
                      f"{d['images_per_s']:.0f} | {d['test_acc']:.3f} |")
-    speedup = r["ddp"][0]["train_seconds"] / r["ddp"][1]["train_seconds"]
-    lines += ["", f"2 processes vs 1: {speedup:.2f}× (same total cores; DDP adds gradient "
-              "all-reduce and duplicate model set-up, so no speed-up is expected on one 2-core "
-              "host — it pays off across hosts)."]
+    lines += ["", "Two ranks split the images but double the effective batch (half the "
+              "optimizer steps per epoch), so accuracy after equal epochs is lower; on one "
+              "2-core host they only share the same cores, so no real speed-up is expected — "
+              "DDP pays off across hosts."]
     return "\n".join(lines)
 
 

@@ -42,7 +42,7 @@ def object_created(event: dict) -> dict[str, str]:
         detail = event["detail"]
         obj = detail.get("object", {})
         return {"bucket": detail.get("bucket", {}).get("name", ""), "key": obj.get("key", ""),
-                "etag": obj.get("eTag", ""), "version": obj.get("version-id") or ""}
+                "etag": obj.get("etag") or obj.get("eTag", ""), "version": obj.get("version-id") or ""}
     record = (event.get("Records") or [{}])[0].get("s3", {})
     obj = record.get("object", {})
     return {"bucket": record.get("bucket", {}).get("name", ""),

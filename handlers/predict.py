@@ -71,8 +71,8 @@ def _proxy_payload(event: dict[str, Any]) -> dict[str, Any]:
     if isinstance(body, dict):  # a direct invoke that wrapped its input in "body"
         return body
     if body in (None, ""):
-        query = event.get("queryStringParameters") or {}
-        return {"url": query["url"]} if "url" in query else {}
+        query = event.get("queryStringParameters")
+        return {"url": query["url"]} if isinstance(query, dict) and "url" in query else {}
     if not isinstance(body, str):
         raise RequestError(400, "InvalidJSON", "'body' must be a string")
     raw = _b64decode(body, "the base64-encoded body") if event.get("isBase64Encoded") else body
@@ -122,8 +122,10 @@ def _header(event: dict[str, Any], name: str) -> str:
 def _method(event: Any) -> str:
     if not isinstance(event, dict):
         return ""
-    http = (event.get("requestContext") or {}).get("http") or {}
-    return str(event.get("httpMethod") or http.get("method") or "").upper()
+    context = event.get("requestContext")
+    http = context.get("http") if isinstance(context, dict) else None
+    method = event.get("httpMethod") or (http.get("method") if isinstance(http, dict) else "")
+    return str(method or "").upper()
 
 
 # --------------------------------------------------------------------------- endpoint

@@ -87,12 +87,15 @@ class DeployResult:
 class Deployer:
     def __init__(self, config: PipelineConfig, session: boto3.Session | None = None,
                  endpoint_url: str | None = None, report: Report = _quiet,
-                 trigger_input: dict | None = None) -> None:
+                 trigger_input: dict | None = None, upload_trigger: bool = False) -> None:
         self.session = session or boto3.Session(region_name=config.region)
         self.config = dataclasses.replace(config, region=self.session.region_name or config.region)
         self.endpoint_url = endpoint_url
         self.report = report
-        self.trigger_input = trigger_input or {}
+        self.trigger_input = trigger_input or {}  # merged into upload-started executions
+        # Off unless asked (`stepml deploy` asks): callers such as `stepml run` start their
+        # execution themselves, and an enabled rule would start a second one on the marker.
+        self.upload_trigger = upload_trigger
         self._clients: dict[str, Any] = {}
         self._account: str | None = None
         self._template: dict | None = None
@@ -248,6 +251,7 @@ class Deployer:
             "AutoscalingTarget": str(c.autoscaling_target),
             "LogRetentionDays": str(LOG_RETENTION_DAYS),
             "TriggerExecutionInput": json.dumps(self.trigger_input, sort_keys=True),
+            "UploadTriggerState": "ENABLED" if self.upload_trigger else "DISABLED",
         }
 
     def template(self) -> dict:

@@ -27,10 +27,10 @@ class Defaults:
     # training
     arch: str = "resnet18"
     image_size: int = 64
-    epochs: int = 50
+    epochs: int = 30
     lr: float = 3e-3
     batch_size: int = 32
-    patience: int = 10
+    patience: int = 5
     seed: int = 0
     augment: bool = False
     cache_features: bool = True

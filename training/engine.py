@@ -28,6 +28,9 @@ from training.dataset import collate_skipping, padded_shard_len, shard_indices
 from training.model import backbone_of
 
 EVAL_BATCH = 64
+# Epochs on cached features take milliseconds: writing a checkpoint after each would dominate.
+# Save after an epoch once this long has passed since the last save, and after the last epoch.
+CHECKPOINT_EVERY_S = 10.0
 
 
 @dataclass
@@ -84,30 +87,37 @@ def _note_skipped(dataset, bad: list[int], ctx: Context) -> None:
 
 # --------------------------------------------------------------------------- features
 def extract(backbone: nn.Module, dataset, indices: list[int], ctx: Context):
-    """Backbone features of dataset[indices] (unreadable images dropped and recorded)."""
-    feats, labels = [], []
+    """(features, labels, dataset indices) of dataset[indices]; unreadable images are
+    dropped and recorded."""
+    feats, labels, kept = [], [], []
     with torch.inference_mode(), autocast(ctx):
-        for x, y, bad in loader(Subset(dataset, indices), ctx, EVAL_BATCH):
+        batches = loader(Subset(dataset, indices), ctx, EVAL_BATCH)  # in order: no shuffle
+        for k, (x, y, bad) in enumerate(batches):
             _note_skipped(dataset, bad, ctx)
+            kept += [i for i in indices[k * EVAL_BATCH:(k + 1) * EVAL_BATCH] if i not in bad]
             if len(y):
                 feats.append(backbone(to_device(x, ctx)).float())
                 labels.append(y.to(ctx.device))
+    index = torch.tensor(kept, dtype=torch.long, device=ctx.device)
     if not feats:
         return (torch.empty(0, ctx.feature_dim, device=ctx.device),
-                torch.empty(0, dtype=torch.long, device=ctx.device))
+                torch.empty(0, dtype=torch.long, device=ctx.device), index)
     # clone() outside inference_mode: cached features must be usable by autograd later
-    return torch.cat(feats).clone(), torch.cat(labels).clone()
+    return torch.cat(feats).clone(), torch.cat(labels).clone(), index
 
 
 def cache_split(backbone: nn.Module, dataset, split: str, ctx: Context):
-    """Features of a whole split on every rank: each rank extracts a shard, then all-gather."""
+    """Features of a whole split on every rank: each rank extracts a shard, then all-gather.
+    Rows are put back in dataset order, so a DDP run with batch B per rank takes exactly
+    the steps a single process takes with batch B x world size."""
     n, info = len(dataset), ctx.info
-    x, y = extract(backbone, dataset, shard_indices(n, info.rank, info.world_size), ctx)
+    x, y, index = extract(backbone, dataset, shard_indices(n, info.rank, info.world_size), ctx)
     pad = padded_shard_len(n, info.world_size)
-    x, y = D.all_gather_rows(x, pad, info), D.all_gather_rows(y, pad, info)
+    x, y, index = (D.all_gather_rows(t, pad, info) for t in (x, y, index))
     if len(y) == 0:
         raise InputError(f"no readable images in the {split} split")
-    return x, y
+    order = torch.argsort(index)
+    return x[order], y[order]
 
 
 # --------------------------------------------------------------------------- epochs
@@ -230,7 +240,7 @@ def load_checkpoint(path: Path, expected: dict, ctx: Context) -> dict | None:
     ckpt = None
     if ctx.info.is_main and path.is_file():
         try:
-            ckpt = torch.load(path, map_location="cpu", weights_only=False)
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # a damaged file must not block training from scratch
             ctx.log(f"warning: ignoring unreadable checkpoint {path}: {exc}", err=True)
         if ckpt is not None and ckpt.get("fingerprint") != expected:
@@ -260,36 +270,36 @@ class Splits:
     cached: dict = field(default_factory=dict)  # split -> (features, labels)
 
 
+@dataclass
+class LoopState:
+    """Everything a checkpoint carries besides weights and optimizer state."""
+
+    history: list = field(default_factory=list)
+    best: Best = field(default_factory=Best)
+    bad_epochs: int = 0
+    epoch: int = 0  # last finished epoch
+    stopped: bool = False  # early stopping fired
+
+
 def fit(net: nn.Module, splits: Splits, classes: list[str], ctx: Context) -> dict:
-    """Train with early stopping and per-epoch checkpoints; return the metrics dict."""
-    cfg, info = ctx.cfg, ctx.info
+    """Train with early stopping and checkpoints; return the metrics dict."""
+    cfg = ctx.cfg
     started = time.perf_counter()
     ctx.feature_dim = net.fc[0].in_features
-    backbone = backbone_of(net)
-    frozen = not cfg.train_backbone
+    backbone, frozen = backbone_of(net), not cfg.train_backbone
     if frozen:
         net.eval()  # BatchNorm statistics of a frozen backbone must not drift
     feature_seconds = _cache_features(backbone, splits, ctx) if frozen else 0.0
     module = net.fc if frozen else net
-    ddp = DDP(module) if info.enabled else module
+    ddp = DDP(module) if ctx.info.enabled else module
     opt = torch.optim.Adam([p for p in module.parameters() if p.requires_grad], lr=cfg.lr)
-
-    ckpt_path = Path(cfg.checkpoint_dir) / "last.pt"
-    expected = fingerprint(cfg, classes)
-    ckpt = load_checkpoint(ckpt_path, expected, ctx)
-    history, best, bad_epochs, start, stopped = [], Best(), 0, 1, False
-    if ckpt:
-        load_trainable(net, ckpt["state"], cfg)
-        opt.load_state_dict(ckpt["optimizer"])
-        history, bad_epochs, stopped = ckpt["history"], ckpt["bad_epochs"], ckpt["stopped"]
-        best = Best(**ckpt["best"])
-        start = ckpt["epoch"] + 1
-        ctx.log(f"resumed_from_epoch={ckpt['epoch']}")
-
+    ckpt_path, expected = Path(cfg.checkpoint_dir) / "last.pt", fingerprint(cfg, classes)
+    state = _resume(net, opt, ckpt_path, expected, ctx)
+    resumed_from = state.epoch or None
     train_loader = None if "train" in splits.cached else _train_loader(splits.train, ctx)
-    for epoch in range(start, cfg.epochs + 1):
-        if stopped:
-            break
+    saved_at = -math.inf
+    while state.epoch < cfg.epochs and not state.stopped:
+        epoch = state.epoch + 1
         t0 = time.perf_counter()
         net.train(not frozen)
         if "train" in splits.cached:
@@ -299,34 +309,64 @@ def fit(net: nn.Module, splits: Splits, classes: list[str], ctx: Context) -> dic
             _set_epoch(train_loader, cfg.seed, epoch)
             train_loss = epoch_images(ddp, backbone if frozen else None, train_loader, opt, ctx)
         valid_loss, valid_acc = _evaluate(net, splits, "valid", ctx)
-        if valid_loss < best.valid_loss:
-            best, bad_epochs = Best(valid_loss, valid_acc, epoch, trainable_state(net, cfg)), 0
-        else:
-            bad_epochs += 1
-        stopped = 0 < cfg.patience <= bad_epochs
-        row = {"epoch": epoch, "train_loss": train_loss, "valid_loss": valid_loss,
-               "valid_acc": valid_acc, "seconds": time.perf_counter() - t0,
-               "elapsed": time.perf_counter() - started}
-        history.append(row)
-        ctx.log(f"epoch={epoch} train_loss={train_loss:.4f} valid_loss={valid_loss:.4f} "
-                f"valid_acc={valid_acc:.4f} seconds={row['seconds']:.3f}")
-        if info.is_main:
-            save_checkpoint(ckpt_path, {
-                "fingerprint": expected, "epoch": epoch, "state": trainable_state(net, cfg),
-                "optimizer": opt.state_dict(), "history": history, "bad_epochs": bad_epochs,
-                "stopped": stopped, "best": vars(best)})
-        if stopped:
-            ctx.log(f"early_stop_epoch={epoch} best_epoch={best.epoch}")
+        _record(state, net, epoch, train_loss, valid_loss, valid_acc, t0, started, ctx)
+        if state.epoch == cfg.epochs or state.stopped or \
+                time.perf_counter() - saved_at >= CHECKPOINT_EVERY_S:
+            saved_at = time.perf_counter()
+            _checkpoint(ckpt_path, expected, net, opt, state, ctx)
 
-    if best.state is not None:
-        load_trainable(net, best.state, cfg)
+    if state.best.state is not None:
+        load_trainable(net, state.best.state, cfg)
     test_loss, test_acc = _evaluate(net, splits, "test", ctx)
-    return {"history": history, "best_epoch": best.epoch, "best_valid_loss": best.valid_loss,
-            "best_valid_acc": best.valid_acc, "test_loss": test_loss, "test_acc": test_acc,
-            "early_stopped": stopped, "resumed_from_epoch": ckpt["epoch"] if ckpt else None,
-            "feature_seconds": feature_seconds, "train_seconds": time.perf_counter() - started,
-            "num_train": len(splits.train), "num_valid": len(splits.valid),
-            "num_test": len(splits.test)}
+    best = state.best
+    return {"history": state.history, "best_epoch": best.epoch,
+            "best_valid_loss": best.valid_loss, "best_valid_acc": best.valid_acc,
+            "test_loss": test_loss, "test_acc": test_acc, "early_stopped": state.stopped,
+            "resumed_from_epoch": resumed_from, "feature_seconds": feature_seconds,
+            "train_seconds": time.perf_counter() - started, "num_train": len(splits.train),
+            "num_valid": len(splits.valid), "num_test": len(splits.test)}
+
+
+def _resume(net: nn.Module, opt, path: Path, expected: dict, ctx: Context) -> LoopState:
+    ckpt = load_checkpoint(path, expected, ctx)
+    if not ckpt:
+        return LoopState()
+    load_trainable(net, ckpt["state"], ctx.cfg)
+    opt.load_state_dict(ckpt["optimizer"])
+    ctx.log(f"resumed_from_epoch={ckpt['epoch']}")
+    return LoopState(ckpt["history"], Best(**ckpt["best"]), ckpt["bad_epochs"], ckpt["epoch"],
+                     ckpt["stopped"])
+
+
+def _record(state: LoopState, net: nn.Module, epoch: int, train_loss: float,
+            valid_loss: float, valid_acc: float, t0: float, started: float,
+            ctx: Context) -> None:
+    """Book-keep one finished epoch: best weights, early stopping, history, the log line."""
+    if valid_loss < state.best.valid_loss:
+        state.best = Best(valid_loss, valid_acc, epoch, trainable_state(net, ctx.cfg))
+        state.bad_epochs = 0
+    else:
+        state.bad_epochs += 1
+    state.epoch = epoch
+    state.stopped = 0 < ctx.cfg.patience <= state.bad_epochs
+    row = {"epoch": epoch, "train_loss": train_loss, "valid_loss": valid_loss,
+           "valid_acc": valid_acc, "seconds": time.perf_counter() - t0,
+           "elapsed": time.perf_counter() - started}
+    state.history.append(row)
+    ctx.log(f"epoch={epoch} train_loss={train_loss:.4f} valid_loss={valid_loss:.4f} "
+            f"valid_acc={valid_acc:.4f} seconds={row['seconds']:.3f}")
+    if state.stopped:
+        ctx.log(f"early_stop_epoch={epoch} best_epoch={state.best.epoch}")
+
+
+def _checkpoint(path: Path, expected: dict, net: nn.Module, opt, state: LoopState,
+                ctx: Context) -> None:
+    if ctx.info.is_main:
+        save_checkpoint(path, {
+            "fingerprint": expected, "epoch": state.epoch,
+            "state": trainable_state(net, ctx.cfg), "optimizer": opt.state_dict(),
+            "history": state.history, "bad_epochs": state.bad_epochs,
+            "stopped": state.stopped, "best": vars(state.best)})
 
 
 def _cache_features(backbone: nn.Module, splits: Splits, ctx: Context) -> float:

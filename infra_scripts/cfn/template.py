@@ -121,6 +121,8 @@ def parameters(config: PipelineConfig) -> dict[str, dict]:
         "LogRetentionDays": {"Type": "Number", "Description": "Retention of the stack's logs",
                              "Default": 30, "AllowedValues": RETENTION_DAYS},
         "TriggerExecutionInput": _string("JSON merged into each upload-started execution", "{}"),
+        "UploadTriggerState": _string("Whether a dataset marker upload starts the pipeline",
+                                      "ENABLED", AllowedValues=["ENABLED", "DISABLED"]),
     }
 
 
@@ -272,7 +274,7 @@ def upload_rule() -> dict[str, dict]:
     target = function_id(ON_UPLOAD_MODULE)
     return {
         "UploadRule": {"Type": "AWS::Events::Rule", "Properties": {
-            "Name": sub("${Prefix}-dataset-ready"), "State": "ENABLED",
+            "Name": sub("${Prefix}-dataset-ready"), "State": ref("UploadTriggerState"),
             "Description": "a dataset's completion marker starts the pipeline",
             "EventPattern": sub({"source": ["aws.s3"], "detail-type": ["Object Created"],
                                  "detail": {"bucket": {"name": ["${BucketName}"]},

@@ -36,7 +36,7 @@ def _target_options(command: Callable) -> Callable:
 
 
 def make_deployer(ctx: click.Context, local: bool, endpoint_url: str | None,
-                  region: str | None, profile: str | None) -> Any:
+                  region: str | None, profile: str | None, upload_trigger: bool = True) -> Any:
     from infra_scripts.cli import load_config
     from infra_scripts.deploy import Deployer
 
@@ -47,8 +47,9 @@ def make_deployer(ctx: click.Context, local: bool, endpoint_url: str | None,
 
     if local:
         url = endpoint_url or os.environ.get("AWS_ENDPOINT_URL") or DEFAULT_LOCAL_URL
-        return Deployer.for_local_cloud(config, url, report=report)
-    return Deployer.for_aws(config, region=region, profile=profile, report=report)
+        return Deployer.for_local_cloud(config, url, report=report, upload_trigger=upload_trigger)
+    return Deployer.for_aws(config, region=region, profile=profile, report=report,
+                            upload_trigger=upload_trigger)
 
 
 def _fail(message: str) -> None:
@@ -63,14 +64,16 @@ def _where(deployer: Any) -> str:
 
 @click.command()
 @_target_options
+@click.option("--upload-trigger/--no-upload-trigger", default=True, show_default=True,
+              help="Whether uploading a dataset's completion marker starts the pipeline.")
 @click.pass_context
 def deploy(ctx: click.Context, local: bool, endpoint_url: str | None, region: str | None,
-           profile: str | None) -> None:
+           profile: str | None, upload_trigger: bool) -> None:
     """Create or update the stack by CloudFormation change set; print its outputs."""
     from infra_scripts.cfn.validation import DeployError
 
     try:
-        deployer = make_deployer(ctx, local, endpoint_url, region, profile)
+        deployer = make_deployer(ctx, local, endpoint_url, region, profile, upload_trigger)
         console.print(f"deploying stack [bold]{deployer.stack_name}[/] to {_where(deployer)}")
         result = deployer.deploy()
     except DeployError as error:

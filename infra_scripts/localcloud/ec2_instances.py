@@ -1,6 +1,6 @@
 """EC2 on the local cloud: an instance whose user data is a runnable script runs it locally.
 
-User-data format (what ``infra_scripts/ec2_user_data.py`` builds):
+User-data format (what ``handlers/ec2_user_data.py`` builds):
 
 * a shell script (``#!/bin/bash``) containing the line ``# localcloud: runnable`` — the opt-in;
   other user data is stored and ignored, as moto does (no arbitrary scripts run on your machine);

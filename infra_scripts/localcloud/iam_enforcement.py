@@ -22,8 +22,8 @@ time), authorizes each request signed by an IAM principal:
   conditions and treats the rest as met, so local enforcement proves actions and resources, not
   conditions; session policies are not applied.
 * Denied: HTTP 403 in the service's error shape (``AccessDeniedException`` for JSON services,
-  ``AccessDenied`` XML for S3 and STS), with AWS's wording; the request never reaches moto or
-  the local compute.
+  ``AccessDenied`` XML for S3 and the query services, ``UnauthorizedOperation`` for EC2), with
+  AWS's wording; the request never reaches moto or the local compute.
 """
 
 from __future__ import annotations

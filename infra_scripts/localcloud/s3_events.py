@@ -67,8 +67,15 @@ def _service(target: dict) -> str:
 
 
 def normalise(event: dict) -> dict:
-    """AWS's shape for what moto leaves rough: a unique id and an ISO-8601 time."""
+    """AWS's shape for what moto leaves rough: a unique id, an ISO-8601 time and, in S3 events,
+    ``etag`` (moto writes ``eTag``) and no ``version-id`` for an unversioned object."""
     event = json.loads(json.dumps(event, default=str))
+    obj = event.get("detail", {}).get("object") if event.get("source") == "aws.s3" else None
+    if isinstance(obj, dict):
+        if "eTag" in obj:
+            obj["etag"] = obj.pop("eTag")
+        if obj.get("version-id") in (None, "null"):
+            obj.pop("version-id", None)
     if event.get("id") in (None, "", _MOTO_CONSTANT_ID):
         event["id"] = str(uuid.uuid4())
     if isinstance(event.get("time"), int | float):

@@ -8,7 +8,6 @@ import importlib
 import importlib.util
 import io
 import json
-import sys
 import types
 import zipfile
 from collections.abc import Iterator
@@ -250,31 +249,11 @@ def predict_function(aws: Counts) -> str:
 
 
 @pytest.fixture
-def user_data_calls() -> list[dict]:
-    return []
-
-
-@pytest.fixture
-def start_ec2_training(monkeypatch: pytest.MonkeyPatch, aws: Counts,
-                       user_data_calls: list[dict]) -> Iterator[ModuleType]:
-    """handlers.start_ec2_training, with a stand-in for handlers.ec2_user_data while that
-    module (another engineer's) is not in the tree; the instance profile it names exists."""
-    stand_in = importlib.util.find_spec("handlers.ec2_user_data") is None
-    if stand_in:
-        fake = types.ModuleType("handlers.ec2_user_data")
-
-        def build_user_data(**kwargs: Any) -> str:
-            user_data_calls.append(kwargs)
-            return "#!/bin/bash\necho stand-in user data\n"
-
-        fake.build_user_data = build_user_data  # type: ignore[attr-defined]
-        monkeypatch.setitem(sys.modules, "handlers.ec2_user_data", fake)
-        monkeypatch.delitem(sys.modules, "handlers.start_ec2_training", raising=False)
+def start_ec2_training(aws: Counts) -> Iterator[ModuleType]:
+    """handlers.start_ec2_training with the instance profile it names in place."""
     iam = common.client("iam")
     iam.create_role(RoleName=EC2_INSTANCE_PROFILE, AssumeRolePolicyDocument="{}")
     iam.create_instance_profile(InstanceProfileName=EC2_INSTANCE_PROFILE)
     iam.add_role_to_instance_profile(InstanceProfileName=EC2_INSTANCE_PROFILE,
                                      RoleName=EC2_INSTANCE_PROFILE)
     yield importlib.import_module("handlers.start_ec2_training")
-    if stand_in:  # later imports must not get a module bound to the stand-in
-        sys.modules.pop("handlers.start_ec2_training", None)

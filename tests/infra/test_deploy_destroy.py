@@ -64,7 +64,7 @@ def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCloud]:
 
 @pytest.fixture(scope="module")
 def deployer(cloud: LocalCloud) -> Deployer:
-    return Deployer.for_local_cloud(CONFIG, cloud.url)
+    return Deployer.for_local_cloud(CONFIG, cloud.url, upload_trigger=True)  # as `stepml deploy`
 
 
 @pytest.fixture(scope="module")
@@ -133,6 +133,7 @@ def test_bucket_log_groups_and_upload_rule_are_configured(cloud: LocalCloud, dep
     events = deployer.client("events")
     pattern = json.loads(events.describe_rule(Name="proof-dataset-ready")["EventPattern"])
     assert pattern["detail"]["bucket"]["name"] == [CONFIG.bucket]
+    assert events.describe_rule(Name="proof-dataset-ready")["State"] == "ENABLED"
     [target] = events.list_targets_by_rule(Rule="proof-dataset-ready")["Targets"]
     assert target["Arn"].endswith(":function:proof-on-upload")
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from infra_scripts.ec2_user_data import (
+from handlers.ec2_user_data import (
     MAX_USER_DATA,
     OS_SETUP_BEGIN,
     RUNNABLE_MARKER,
@@ -176,7 +176,7 @@ def test_user_data_is_marked_small_and_quotes_hyperparameters() -> None:
 
 
 def test_builder_and_local_cloud_agree_on_the_markers() -> None:
-    from infra_scripts import ec2_user_data
+    from handlers import ec2_user_data
     from infra_scripts.localcloud import ec2_instances
 
     for name in ("RUNNABLE_MARKER", "OS_SETUP_BEGIN", "OS_SETUP_END"):

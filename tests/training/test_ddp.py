@@ -12,6 +12,7 @@ import pytest
 from tests.training.conftest import FAST_ARGS, REPO, clean_env, metric_lines
 from training.config import InputError
 from training.distributed import DistInfo, detect
+from training.train import main as train_main
 
 
 def _free_port() -> int:
@@ -69,3 +70,15 @@ def test_two_process_gloo_run_rank0_writes(style: str, tiny_data: Path, tmp_path
     metrics = json.loads((model0 / "metrics.json").read_text())
     assert metrics["world_size"] == 2
     assert metrics["num_train"] == 24 and metrics["test_acc"] > 0.6
+
+    # Sharded, all-gathered, re-ordered features: 2 ranks x batch 8 take exactly the steps
+    # of 1 process with batch 16.
+    single = tmp_path / "single"
+    argv = ["--data", str(tiny_data), "--model-dir", str(single / "model"), "--checkpoint-dir",
+            str(single / "ckpt"), *FAST_ARGS, "--epochs", "6", "--patience", "0",
+            "--batch-size", "16"]
+    assert train_main(argv) == 0
+    alone = json.loads((single / "model" / "metrics.json").read_text())
+    for a, b in zip(alone["history"], metrics["history"], strict=True):
+        assert a["valid_loss"] == pytest.approx(b["valid_loss"], rel=1e-4)
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-4)

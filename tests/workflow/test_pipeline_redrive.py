@@ -17,6 +17,7 @@ from infra_scripts.localcloud.server import DEFAULT_EXTENSIONS, LocalCloud
 from infra_scripts.run import make_sample_dataset
 from infra_scripts.trigger import deploy_trigger, upload_dataset
 from statemachine.config import PipelineConfig
+from statemachine.workflow import SNAPSHOT_PATH
 
 NEEDED = {"infra_scripts.localcloud.sagemaker_training", "infra_scripts.localcloud.sagemaker_endpoints"}
 pytestmark = [
@@ -26,12 +27,20 @@ pytestmark = [
 ]
 
 
+def attempts(state: str) -> int:
+    """The first try plus the Retry budget (MaxAttempts counts retries) for transient errors."""
+    retry = json.loads(SNAPSHOT_PATH.read_text())["States"][state]["Retry"][0]
+    assert "TransientAwsError" in retry["ErrorEquals"]
+    return 1 + retry["MaxAttempts"]
+
+
 @pytest.fixture
 def failing_deploy(cloud):
-    """DeployEndpoint answers TransientAwsError 4 times (its Retry budget), then runs."""
+    """DeployEndpoint answers TransientAwsError on every attempt of its first run, then works."""
     runtime = cloud.extensions["lambda_runtime"]
     original = runtime.invoke
-    failures = fail_first_invocations(cloud, PipelineConfig().function_name("deploy_endpoint"), 4)
+    failures = fail_first_invocations(cloud, PipelineConfig().function_name("deploy_endpoint"),
+                                      attempts("DeployEndpoint"))
     yield failures
     runtime.invoke = original
 
@@ -70,7 +79,10 @@ def test_deploy_endpoint_failing_once_is_redriven_to_succeeded_without_a_second_
     config = PipelineConfig(provisioned_concurrency=2, reserved_concurrency=5)
     deployer = Deployer.for_local_cloud(config, cloud.url)
     deployer.deploy()
-    deploy_trigger(deployer, config, execution_input={"poll_seconds": 1})
+    # workers=0: no DataLoader worker processes, whose fd sharing fails under the training
+    # extension's long per-job TMPDIR (AF_UNIX path > 108 bytes); see the sagemaker_training issue.
+    deploy_trigger(deployer, config, execution_input={
+        "poll_seconds": 1, "training": {"hyperparameters": {"workers": 0}}})
     s3, sfn = deployer.client("s3"), deployer.client("stepfunctions")
 
     upload_dataset(s3, config.bucket, make_sample_dataset(tmp_path / "data"), "sample")
@@ -78,7 +90,7 @@ def test_deploy_endpoint_failing_once_is_redriven_to_succeeded_without_a_second_
     arn = wait_for_started(sfn, config)
     failed = wait_for(sfn, arn, ("FAILED", "SUCCEEDED"))
     assert (failed["status"], failed["error"]) == ("FAILED", "TransientAwsError"), failed.get("cause")
-    assert len(failing_deploy) == 4  # the first try and its 3 retries
+    assert len(failing_deploy) == attempts("DeployEndpoint")  # retries exhausted
     entered = entered_states(sfn, arn)
     assert entered[-1] == "DeployEndpoint" and "Cleanup" not in entered
     assert training_jobs(deployer) == 1

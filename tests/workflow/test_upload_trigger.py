@@ -50,7 +50,7 @@ def invoke_on_upload(cloud, event: dict) -> dict:
 
 def s3_event(key: str, etag: str = "abc123", bucket: str = CONFIG.bucket) -> dict:
     return {"version": "0", "id": "e1", "source": "aws.s3", "detail-type": "Object Created",
-            "detail": {"bucket": {"name": bucket}, "object": {"key": key, "eTag": etag, "size": 1}}}
+            "detail": {"bucket": {"name": bucket}, "object": {"key": key, "etag": etag, "size": 1}}}
 
 
 def make_dataset(root: Path, files_per_split: int = 3) -> Path:
@@ -186,3 +186,21 @@ def test_the_marker_is_always_written_last_and_only_once(tmp_path):
     upload_dataset(s3, "b", listed, "listed")
     assert s3.keys[-1] == "datasets/listed/manifest.json"
     assert not any(key.endswith("_READY") for key in s3.keys)
+
+
+def test_execution_names_are_valid_deterministic_and_distinct_per_object_version():
+    import re
+
+    from handlers.on_upload import execution_name, object_created
+
+    eventbridge = object_created(s3_event("datasets/a/_READY", etag="e1"))
+    direct = object_created({"Records": [{"s3": {"bucket": {"name": CONFIG.bucket}, "object": {
+        "key": "datasets/a/_READY", "eTag": "e1"}}}]})
+    assert eventbridge == direct
+    name = execution_name(eventbridge, "a")
+    assert name == execution_name(dict(eventbridge), "a")
+    assert name != execution_name({**eventbridge, "etag": "e2"}, "a")
+    assert name != execution_name({**eventbridge, "version": "v2"}, "a")
+    long = execution_name({**eventbridge, "key": "datasets/" + "x" * 300 + "/_READY"}, "x" * 300)
+    for candidate in (name, long, execution_name(eventbridge, "sp ace:s*and#more")):
+        assert len(candidate) <= 80 and re.fullmatch(r"[A-Za-z0-9_-]+", candidate), candidate
