@@ -403,7 +403,9 @@ def _write_artifacts(net, classes: list[str], cfg: TrainConfig, metrics: dict,
     _dump(out / "classes.json", {str(i): name for i, name in enumerate(classes)})
     _dump(out / "hyperparameters.json", {
         **cfg.hyperparameters(), "num_classes": len(classes), "hidden": HIDDEN,
-        "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD), "pretrained": pretrained,
+        "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD),
+        "eval_transform": "resize(image_size) + center_crop(image_size) + normalize(mean, std)",
+        "pretrained": pretrained,
         "world_size": info.world_size, "torch": torch.__version__})
     _dump(out / "metrics.json", metrics)
     if cfg.output_data_dir:

@@ -195,6 +195,7 @@ def handler_environment(config: PipelineConfig) -> dict[str, Any]:
 
     return {
         "EXECUTION_DEFAULTS": sub(execution_defaults(config)),
+        "DATASET_PREFIX": ref("DatasetPrefix"),  # the only prefix the roles may read data from
         "SAGEMAKER_ROLE_ARN": arn_of("SageMakerExecutionRole"),
         "INFERENCE_IMAGE_URI": ref("InferenceImageUri"),
         "INFERENCE_PROGRAM": packaging.INFERENCE_ENTRY,

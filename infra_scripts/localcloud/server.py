@@ -16,6 +16,7 @@ import shutil
 import sys
 import tempfile
 import threading
+import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -100,8 +101,15 @@ class _Dispatcher:
         request = Request(environ)
         for matcher, handler in self.routes:
             if matcher(request):
-                return handler(request)(environ, start_response)
+                return _with_request_id(handler(request))(environ, start_response)
         return self.moto_app(environ, start_response)
+
+
+def _with_request_id(response: Response) -> Response:
+    """AWS stamps every answer with a request id; clients (moto's interpreter too) read it."""
+    if "x-amzn-RequestId" not in response.headers:
+        response.headers["x-amzn-RequestId"] = str(uuid.uuid4())
+    return response
 
 
 class LocalCloud:
