@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench clean chromium
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -22,7 +22,12 @@ $(DEV_STAMP): pyproject.toml | $(PY)
 run: $(STAMP)
 	$(VENV)/bin/stepml run
 
-test: $(DEV_STAMP)
+# The browser test drives Debian's chromium (never a downloaded browser).
+chromium:
+	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } \
+		|| echo "warning: could not install chromium; the browser test will be skipped"
+
+test: $(DEV_STAMP) chromium
 	$(PY) -m pytest
 
 lint: $(DEV_STAMP)

@@ -11,7 +11,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from handlers.common import client, error_code, json_setting, split_s3_uri, state_handler
+from handlers.common import client, error_code, json_setting, setting, split_s3_uri, state_handler
 from handlers.errors import InvalidInput
 
 BACKENDS = ("sagemaker", "ec2")
@@ -104,6 +104,22 @@ def _check_hosting(doc: dict) -> None:
         raise InvalidInput("predict.provisioned_concurrency must not exceed reserved_concurrency")
 
 
+def _check_stack_scope(doc: dict, defaults: dict) -> None:
+    """The stack's roles reach one bucket, its dataset/model prefixes and one endpoint (the
+    predict role may invoke exactly that one), so an execution may not point elsewhere."""
+    pinned = {"bucket": defaults["bucket"], "model_prefix": defaults["model_prefix"],
+              "endpoint.name": defaults["endpoint"]["name"]}
+    given = {"bucket": doc["bucket"], "model_prefix": doc["model_prefix"],
+             "endpoint.name": doc["endpoint"]["name"]}
+    for field, value in given.items():
+        if value != pinned[field]:
+            raise InvalidInput(f"{field} must be {pinned[field]!r}: this stack's roles reach only it")
+    bucket, prefix = split_s3_uri(doc["dataset"]["s3_uri"])
+    datasets = setting("DATASET_PREFIX", "datasets/")
+    if bucket != pinned["bucket"] or not prefix.startswith(datasets):
+        raise InvalidInput(f"dataset must be under s3://{pinned['bucket']}/{datasets}")
+
+
 def run_id(execution_name: str) -> str:
     """A name for this run's resources: stable across retries and redrives, ≤ 63 chars."""
     cleaned = re.sub(r"[^a-zA-Z0-9-]", "-", execution_name).strip("-")[:40] or "run"
@@ -125,6 +141,7 @@ def handler(event: dict) -> dict:
     doc["dataset"] = {"s3_uri": _dataset_uri(given)}
     _check_training(doc["training"])
     _check_hosting(doc)
+    _check_stack_scope(doc, defaults)
     _number(doc["poll_seconds"], "poll_seconds", 0, integer=True)
     doc["poll_seconds"] = int(doc["poll_seconds"])
     if "tuning" in doc:

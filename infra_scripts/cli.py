@@ -14,7 +14,11 @@ from rich.console import Console
 os.environ.setdefault("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
 
 # Command groups that live beside the code they drive; each module exposes register(group).
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = (
+    "infra_scripts.commands.training_cli",
+    "infra_scripts.commands.workflow_cli",
+    "infra_scripts.commands.infra_cli",
+)
 
 console = Console()
 

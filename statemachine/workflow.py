@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 import os
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,7 @@ os.environ.setdefault("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # pkg_resources deprecation inside the SDK's import
     from stepfunctions import steps
+    from stepfunctions.steps import integration_resources
     from stepfunctions.steps.choice_rule import ChoiceRule
     from stepfunctions.workflow import Workflow
 
@@ -104,9 +107,35 @@ def _poll_loop(check: steps.LambdaStep, wait: steps.Wait, done_state: steps.Stat
     return choice
 
 
+def partition_of(region: str) -> str:
+    """The ARN partition of a region, from the config rather than the shell's AWS settings."""
+    if region.startswith("cn-"):
+        return "aws-cn"
+    if region.startswith("us-gov-"):
+        return "aws-us-gov"
+    return "aws"
+
+
+@contextmanager
+def _partition_for(region: str) -> Iterator[None]:
+    """The SDK asks boto3 for the partition once per Task (slow, and from the shell's region);
+    answer from the config instead while the definition is built."""
+    original = integration_resources.get_aws_partition
+    integration_resources.get_aws_partition = lambda: partition_of(region)
+    try:
+        yield
+    finally:
+        integration_resources.get_aws_partition = original
+
+
 def build_workflow(config: PipelineConfig | None = None, client: Any = None) -> Workflow:
     """The pipeline; pass a Step Functions ``client`` to create/update/execute it with the SDK."""
     config = config or PipelineConfig()
+    with _partition_for(config.region):
+        return _build_workflow(config, client)
+
+
+def _build_workflow(config: PipelineConfig, client: Any) -> Workflow:
     tasks = {
         state_id: _task(state_id, config)
         for state_id in TASK_HANDLERS

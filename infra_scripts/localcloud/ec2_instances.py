@@ -175,14 +175,13 @@ class LocalInstances:
 
     def _spawn(self, run: InstanceRun, console: Any) -> bool:
         bin_dir = self._shims(run.root)
-        (run.root / "tmp").mkdir(exist_ok=True)
         env = self.cloud.child_env({
             "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '/usr/bin:/bin')}",
             "PYTHON": python_executable(),
             "INSTANCE_ID": run.instance.id,
             "STEPML_WORK_DIR": str(run.root / "work"),
             "LOCALCLOUD_SHUTDOWN_FILE": str(run.shutdown_file),
-            "TMPDIR": str(run.root / "tmp"),  # each instance has its own /tmp
+            "TMPDIR": str(self.cloud.short_tmpdir(run.instance.id)),  # its own /tmp
         })
         with run.lock:
             if run.ended or self._closing.is_set():

@@ -373,7 +373,7 @@ class LocalTraining:
                   port: int | None) -> dict[str, str]:
         job = run.job
         base = run.host_dir(host)
-        for sub in ("model", "output/data", "checkpoints", "input/config", "tmp"):
+        for sub in ("model", "output/data", "checkpoints", "input/config"):
             (base / sub).mkdir(parents=True, exist_ok=True)
         channels = [c["ChannelName"] for c in job.input_data_config or []]
         hyperparameters = {k: decode_value(v) for k, v in (job.hyper_parameters or {}).items()
@@ -399,7 +399,7 @@ class LocalTraining:
             "TRAINING_JOB_NAME": run.name,
             "TRAINING_JOB_ARN": str(job.arn),
             "PYTHONPATH": str(code_dir),
-            "TMPDIR": str(base / "tmp"),  # each instance has its own /tmp
+            "TMPDIR": str(self.cloud.short_tmpdir(host)),  # each instance has its own /tmp
         }
         for channel in channels:
             env[f"SM_CHANNEL_{channel.upper()}"] = str(run.root / "input" / "data" / channel)

@@ -209,6 +209,13 @@ class LocalCloud:
     def on_stop(self, callback: Callable[[], None]) -> None:
         self._stop_callbacks.append(callback)
 
+    def short_tmpdir(self, label: str) -> Path:
+        """A private TMPDIR for a local process, under /tmp and short: Python's multiprocessing
+        puts Unix sockets there, whose paths may not exceed 107 bytes."""
+        path = Path(tempfile.mkdtemp(prefix=f"lc-{label[:12]}-", dir="/tmp"))
+        self.on_stop(lambda: shutil.rmtree(path, ignore_errors=True))
+        return path
+
     def backend(self, service: str, region: str | None = None) -> Any:
         """moto's in-process backend for this cloud's account and region."""
         from moto.backends import get_backend

@@ -65,8 +65,7 @@ def test_pipeline_reaches_succeed_with_a_correct_smoke_prediction(stack, backend
 def test_failing_training_ends_in_fail_via_cleanup_leaving_nothing_running(stack):
     cloud, deployer, _, dataset_uri = stack
     document = execution_input(dataset_uri, "sagemaker", local=True)
-    document["training"]["hyperparameters"] = {"arch": "resnet-does-not-exist"}
-    document["endpoint"] = {"name": "stepml-never-served"}
+    document["training"]["hyperparameters"] = {"lr": 0}  # passes ValidateInput (>= 0), not training
     described, _ = run_execution(stack, document, name="e2e-failing")
     assert described["status"] == "FAILED"
     assert described["error"] == "TrainingFailed"
@@ -79,8 +78,11 @@ def test_failing_training_ends_in_fail_via_cleanup_leaving_nothing_running(stack
     sagemaker = deployer.client("sagemaker")
     running = sagemaker.list_training_jobs(StatusEquals="InProgress")["TrainingJobSummaries"]
     assert running == []
-    names = [e["EndpointName"] for e in sagemaker.list_endpoints()["Endpoints"]]
-    assert "stepml-never-served" not in names
+    failed_input = json.loads(described["input"])
+    assert failed_input["training"]["hyperparameters"] == {"lr": 0}
+    models = [m["ModelName"] for m in sagemaker.list_models()["Models"]]
+    configs = [c["EndpointConfigName"] for c in sagemaker.list_endpoint_configs()["EndpointConfigs"]]
+    assert not [name for name in models + configs if name.startswith("e2e-failing")]
     reservations = deployer.client("ec2").describe_instances(Filters=[
         {"Name": "instance-state-name", "Values": ["pending", "running"]}])["Reservations"]
     assert reservations == []

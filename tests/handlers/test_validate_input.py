@@ -22,7 +22,7 @@ from tests.handlers.conftest import (
 
 
 def test_applies_defaults_and_names_the_run(aws: Counts) -> None:
-    doc = call(validate_input, run_input(endpoint={"name": "my-endpoint"},
+    doc = call(validate_input, run_input(endpoint={"instance_count": 2},
                                          training={"backend": "ec2", "hyperparameters": {"lr": "0.01"}}))
 
     defaults = CONFIG.execution_defaults()
@@ -30,7 +30,7 @@ def test_applies_defaults_and_names_the_run(aws: Counts) -> None:
     assert doc["training"]["backend"] == "ec2"
     assert doc["training"]["hyperparameters"] == {**defaults["training"]["hyperparameters"], "lr": "0.01"}
     assert doc["training"]["instance_type"] == defaults["training"]["instance_type"]
-    assert doc["endpoint"] == {**defaults["endpoint"], "name": "my-endpoint"}
+    assert doc["endpoint"] == {**defaults["endpoint"], "instance_count": 2}
     assert doc["autoscaling"] == defaults["autoscaling"]
     assert doc["predict"] == {"reserved_concurrency": 100, "provisioned_concurrency": 80}
     assert doc["poll_seconds"] == 0
@@ -128,3 +128,16 @@ def test_dataset_bucket_that_does_not_exist(aws: Counts) -> None:
 def test_input_that_is_not_an_object(aws: Counts) -> None:
     with pytest.raises(InvalidInput, match="execution input"):
         call(validate_input, {"input": ["dataset"], "execution_name": EXECUTION_NAME})
+
+
+@pytest.mark.parametrize("override, field", [
+    ({"endpoint": {"name": "another-endpoint"}}, "endpoint.name"),
+    ({"bucket": "someone-elses-bucket"}, "bucket"),
+    ({"model_prefix": "elsewhere/"}, "model_prefix"),
+    ({"dataset": "s3://someone-elses-bucket/datasets/x/"}, "dataset"),
+    ({"dataset": f"s3://{BUCKET}/not-datasets/x/"}, "dataset"),
+])
+def test_execution_cannot_point_outside_the_stack(aws: Counts, override: dict, field: str) -> None:
+    """The stack's roles reach one bucket and one endpoint; say so instead of AccessDenied later."""
+    with pytest.raises(InvalidInput, match=field):
+        call(validate_input, run_input(**override))
