@@ -156,13 +156,24 @@ class Planner:
         for name in sorted({run_id[:63] for run_id in run_ids}):
             job = _exists(lambda n=name: sagemaker.describe_training_job(TrainingJobName=n))
             if job and job["TrainingJobStatus"] in RUNNING_JOB_STATES:
-                items.append(Item("training job", name, "stop", lambda n=name: _ignore_gone(
-                    lambda: sagemaker.stop_training_job(TrainingJobName=n))))
+                items.append(Item("training job", name, "stop",
+                                  lambda n=name: self._stop_training_job(n)))
         for job in self.tuning_jobs(run_ids):
             name = job["HyperParameterTuningJobName"]
             items.append(Item("tuning job", name, "stop", lambda n=name: _ignore_gone(
                 lambda: sagemaker.stop_hyper_parameter_tuning_job(HyperParameterTuningJobName=n))))
         return items
+
+    def _stop_training_job(self, name: str, timeout_s: float = 120) -> None:
+        """Stop, then wait until it has stopped: 'nothing left running' means not Stopping."""
+        sagemaker = self.client("sagemaker")
+        _ignore_gone(lambda: sagemaker.stop_training_job(TrainingJobName=name))
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            job = _exists(lambda: sagemaker.describe_training_job(TrainingJobName=name))
+            if not job or job["TrainingJobStatus"] not in RUNNING_JOB_STATES:
+                return
+            time.sleep(1)
 
     def tuning_jobs(self, run_ids: set[str]) -> Iterable[dict]:
         sagemaker = self.client("sagemaker")
