@@ -82,14 +82,17 @@ def main() -> None:
     with LocalCloud() as cloud:
         invokes = measure_invokes(cloud)
         transitions = measure_transitions(cloud)
-    markdown = f"""
-| measure | value | goal |
-|---|---|---|
-| Step Functions transition, warm no-op Lambda state (median of {EXECUTIONS} runs of a {CHAIN_LENGTH}-state chain) | {transitions['per_state_ms_median']:.1f} ms/state | ≤ 50 ms |
-| Lambda cold start invoke, median / p99 ({COLD_FUNCTIONS} functions) | {invokes['cold_ms_median']:.1f} / {invokes['cold_ms_p99']:.1f} ms | — |
-| Lambda warm invoke, median / p99 ({WARM_INVOKES} calls) | {invokes['warm_ms_median']:.1f} / {invokes['warm_ms_p99']:.1f} ms | — |
-| cold / warm median ratio | {invokes['cold_ms_median'] / invokes['warm_ms_median']:.1f}× | — |
-"""
+    rows = [
+        (f"Step Functions transition, warm no-op Lambda state (median of {EXECUTIONS} runs of a "
+         f"{CHAIN_LENGTH}-state chain)", f"{transitions['per_state_ms_median']:.1f} ms/state", "≤ 50 ms"),
+        (f"Lambda cold start invoke, median / p99 ({COLD_FUNCTIONS} functions)",
+         f"{invokes['cold_ms_median']:.1f} / {invokes['cold_ms_p99']:.1f} ms", "—"),
+        (f"Lambda warm invoke, median / p99 ({WARM_INVOKES} calls)",
+         f"{invokes['warm_ms_median']:.1f} / {invokes['warm_ms_p99']:.1f} ms", "—"),
+        ("cold / warm median ratio", f"{invokes['cold_ms_median'] / invokes['warm_ms_median']:.1f}×", "—"),
+    ]
+    markdown = "| measure | value | goal |\n|---|---|---|\n" + "\n".join(
+        f"| {measure} | {value} | {goal} |" for measure, value, goal in rows)
     path = write_report("localcloud", {"transitions": transitions, "invokes": invokes}, markdown)
     print(path.read_text())
 

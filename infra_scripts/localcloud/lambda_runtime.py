@@ -281,7 +281,9 @@ class LambdaRuntime:
             self._checkin(fn, worker)
         if not reply["ok"]:
             self.stats[fn.function_name].errors += 1
-        tail = _read_tail(worker.spec.log_path, log_offset) if tail_logs else ""
+        written = _read_from(worker.spec.log_path, log_offset)
+        self._ship_logs(worker, written)
+        tail = written[-LOG_TAIL_BYTES:] if tail_logs else ""
         return InvokeResult(
             status=200,
             payload=reply["payload"].encode(),
@@ -289,6 +291,23 @@ class LambdaRuntime:
             log_tail=tail,
             headers={"X-Amz-Executed-Version": str(fn.version)},
         )
+
+    def _ship_logs(self, worker: Worker, text: str) -> None:
+        """What the invocation printed, into CloudWatch Logs (/aws/lambda/<function>), one
+        stream per worker as Lambda has one per execution environment."""
+        lines = [line for line in text.splitlines() if line.strip()]
+        if not lines:
+            return
+        stream = f"{time.strftime('%Y/%m/%d')}/[{worker.spec.version}]{worker.pid}"
+        now_ms = int(time.time() * 1000)
+        try:
+            logs = self.cloud.backend("logs")
+            logs.ensure_log_group(worker.spec.log_group)
+            logs.ensure_log_stream(worker.spec.log_group, stream)
+            logs.put_log_events(worker.spec.log_group, stream,
+                                [{"timestamp": now_ms, "message": line} for line in lines])
+        except Exception as error:  # logs are a convenience; never fail the invocation for them
+            print(f"localcloud: could not store Lambda logs: {error!r}", file=sys.stderr)
 
     @staticmethod
     def _exchange(worker: Worker, request: dict, timeout_s: float) -> dict | None:
@@ -329,10 +348,13 @@ def _file_size(path: str) -> int:
         return 0
 
 
-def _read_tail(path: str, offset: int) -> str:
-    with open(path, "rb") as log:
-        log.seek(offset)
-        return log.read()[-LOG_TAIL_BYTES:].decode("utf-8", "replace")
+def _read_from(path: str, offset: int) -> str:
+    try:
+        with open(path, "rb") as log:
+            log.seek(offset)
+            return log.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
 
 
 def _function_and_qualifier(request: Request) -> tuple[str, str | None]:

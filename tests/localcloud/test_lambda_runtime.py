@@ -242,3 +242,17 @@ def test_cloud_lists_functions_through_the_standard_client(cloud):
     names = {f["FunctionName"] for f in cloud.boto3_client("lambda").list_functions()["Functions"]}
     assert "echo" in names
     assert threading.active_count() >= 1
+
+
+def test_handler_output_lands_in_cloudwatch_logs(cloud):
+    create_function(cloud, "logged",
+                    "def handler(e, c):\n    print('training started', e['n'])\n    return 1\n")
+    invoke(cloud, "logged", {"n": 7})
+    logs = cloud.boto3_client("logs")
+    streams = logs.describe_log_streams(logGroupName="/aws/lambda/logged")["logStreams"]
+    assert len(streams) == 1 and "[$LATEST]" in streams[0]["logStreamName"]
+    events = logs.get_log_events(logGroupName="/aws/lambda/logged",
+                                 logStreamName=streams[0]["logStreamName"])["events"]
+    messages = [event["message"] for event in events]
+    assert "training started 7" in messages
+    assert any(message.startswith("REPORT RequestId") for message in messages)
