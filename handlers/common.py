@@ -72,6 +72,17 @@ def state_handler(function: Callable[[dict], dict]) -> Callable[[dict, Any], dic
     return handler
 
 
+def sagemaker_describe(operation: str, **name: str) -> dict | None:
+    """A SageMaker Describe* answer, or None when the resource does not exist (SageMaker says
+    ValidationException for that)."""
+    try:
+        return getattr(client("sagemaker"), operation)(**name)
+    except ClientError as error:
+        if error_code(error) == "ValidationException":
+            return None
+        raise
+
+
 def split_s3_uri(uri: str) -> tuple[str, str]:
     match = re.fullmatch(r"s3://([^/]+)/?(.*)", uri)
     if not match:

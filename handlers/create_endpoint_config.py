@@ -2,27 +2,15 @@
 
 from __future__ import annotations
 
-from botocore.exceptions import ClientError
-
-from handlers.common import client, error_code, state_handler, with_section
+from handlers.common import client, sagemaker_describe, state_handler, with_section
 
 VARIANT = "AllTraffic"
-
-
-def config_exists(name: str) -> bool:
-    try:
-        client("sagemaker").describe_endpoint_config(EndpointConfigName=name)
-        return True
-    except ClientError as error:
-        if error_code(error) == "ValidationException":
-            return False
-        raise
 
 
 @state_handler
 def handler(doc: dict) -> dict:
     name = doc["run_id"][:63]
-    if not config_exists(name):
+    if sagemaker_describe("describe_endpoint_config", EndpointConfigName=name) is None:
         client("sagemaker").create_endpoint_config(
             EndpointConfigName=name,
             ProductionVariants=[{

@@ -2,25 +2,13 @@
 
 from __future__ import annotations
 
-from botocore.exceptions import ClientError
-
-from handlers.common import client, error_code, setting, state_handler, with_section
-
-
-def model_exists(name: str) -> bool:
-    try:
-        client("sagemaker").describe_model(ModelName=name)
-        return True
-    except ClientError as error:
-        if error_code(error) == "ValidationException":
-            return False
-        raise
+from handlers.common import client, sagemaker_describe, setting, state_handler, with_section
 
 
 @state_handler
 def handler(doc: dict) -> dict:
     name = doc["run_id"][:63]
-    if not model_exists(name):
+    if sagemaker_describe("describe_model", ModelName=name) is None:
         client("sagemaker").create_model(
             ModelName=name,
             ExecutionRoleArn=setting("SAGEMAKER_ROLE_ARN"),

@@ -9,17 +9,8 @@ from __future__ import annotations
 
 from botocore.exceptions import ClientError
 
-from handlers.common import client, error_code, logger, state_handler, with_section
+from handlers.common import client, error_code, logger, sagemaker_describe, state_handler, with_section
 from handlers.errors import EndpointFailed, TransientAwsError
-
-
-def describe(name: str) -> dict | None:
-    try:
-        return client("sagemaker").describe_endpoint(EndpointName=name)
-    except ClientError as error:
-        if error_code(error) == "ValidationException":
-            return None
-        raise
 
 
 def deregister_autoscaling(name: str, variant: str) -> None:
@@ -35,7 +26,7 @@ def deregister_autoscaling(name: str, variant: str) -> None:
 def deploy(doc: dict) -> dict:
     name, config = doc["endpoint"]["name"], doc["endpoint_config"]["name"]
     sagemaker = client("sagemaker")
-    current = describe(name)
+    current = sagemaker_describe("describe_endpoint", EndpointName=name)
     if current is None:
         sagemaker.create_endpoint(EndpointName=name, EndpointConfigName=config,
                                   Tags=[{"Key": "stepml:run-id", "Value": doc["run_id"]}])
