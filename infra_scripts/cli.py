@@ -56,9 +56,9 @@ def run(ctx: click.Context, backend: str | None, aws: bool, region: str | None,
 
     from infra_scripts.run import run_pipeline
 
-    config = load_config(ctx, region=region)
+    config = load_config(ctx)
     outcome = run_pipeline(config, backend or config.training_backend, console, aws=aws,
-                           dataset_dir=Path(dataset_dir) if dataset_dir else None)
+                           dataset_dir=Path(dataset_dir) if dataset_dir else None, region=region)
     sys.exit(0 if outcome.status == "SUCCEEDED" else 1)
 
 

@@ -19,6 +19,7 @@ from rich.table import Table
 
 from infra_scripts.deploy import Deployer, DeployResult
 from infra_scripts.progress import ExecutionView, follow_execution
+from infra_scripts.training_progress import TrainingProgress
 from statemachine.config import PipelineConfig
 
 SAMPLE_DATASET = "sample"
@@ -67,7 +68,9 @@ def start_execution(sfn: Any, state_machine_arn: str, document: dict, name: str 
 
 
 def run_pipeline(config: PipelineConfig, backend: str, console: Console, aws: bool = False,
-                 dataset_dir: Path | None = None, cloud_options: dict | None = None) -> RunOutcome:
+                 dataset_dir: Path | None = None, cloud_options: dict | None = None,
+                 region: str | None = None) -> RunOutcome:
+    """``region``: with ``aws``, overrides standard AWS region resolution."""
     started = time.monotonic()
     with ExitStack() as stack:
         endpoint_url = None
@@ -79,7 +82,7 @@ def run_pipeline(config: PipelineConfig, backend: str, console: Console, aws: bo
             endpoint_url = cloud.url
             console.print(f"local cloud on [bold]{cloud.url}[/]")
         deployer = (Deployer.for_local_cloud(config, endpoint_url) if endpoint_url
-                    else Deployer(config))
+                    else Deployer.for_aws(config, region=region))
         with console.status("deploying the stack"):
             deployed = deployer.deploy()
         console.print(f"deployed {len(deployed.functions)} functions and {deployed.state_machine_arn}")
@@ -89,7 +92,8 @@ def run_pipeline(config: PipelineConfig, backend: str, console: Console, aws: bo
         sfn = deployer.client("stepfunctions")
         arn = start_execution(sfn, deployed.state_machine_arn, execution_input(dataset_uri, backend, not aws))
         console.print(f"execution [bold]{arn}[/]")
-        description, view = follow_execution(sfn, arn, console)
+        progress = TrainingProgress(deployer.client, arn.rsplit(":", 1)[-1], backend)
+        description, view = follow_execution(sfn, arn, console, extra_status=progress)
         output = json.loads(description.get("output") or "{}")
         outcome = RunOutcome(description["status"], arn, output, view, description,
                              time.monotonic() - started)
