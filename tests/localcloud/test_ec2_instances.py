@@ -107,7 +107,7 @@ def state_of(cloud: LocalCloud, instance_id: str) -> dict:
     return reservations["Reservations"][0]["Instances"][0]
 
 
-def wait_state(cloud: LocalCloud, instance_id: str, wanted: str, timeout_s: float = 30) -> dict:
+def wait_state(cloud: LocalCloud, instance_id: str, wanted: str, timeout_s: float = 120) -> dict:
     deadline = time.monotonic() + timeout_s
     seen: list[str] = []
     while time.monotonic() < deadline:
@@ -144,7 +144,7 @@ def script_group(cloud: LocalCloud, instance_id: str) -> int:
     return run.popen.pid
 
 
-def wait_for_file(path: Path, timeout_s: float = 20) -> str:
+def wait_for_file(path: Path, timeout_s: float = 60) -> str:
     deadline = time.monotonic() + timeout_s
     while not path.exists() or not path.read_text():
         assert time.monotonic() < deadline, f"{path} never appeared"

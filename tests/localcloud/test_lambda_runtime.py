@@ -229,7 +229,7 @@ def test_a_worker_that_dies_mid_invocation_is_replaced(cloud):
     assert isinstance(pid, int) and "FunctionError" not in response
 
 
-def _wait_for(condition, timeout_s: float = 20.0) -> None:
+def _wait_for(condition, timeout_s: float = 60.0) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if condition():

@@ -143,7 +143,7 @@ def create_config(cloud: LocalCloud, name: str, standin: dict[str, Any] | None =
     return name
 
 
-def wait_until_settled(cloud: LocalCloud, name: str, timeout_s: float = 20.0) -> dict:
+def wait_until_settled(cloud: LocalCloud, name: str, timeout_s: float = 90.0) -> dict:
     sagemaker = client(cloud, "sagemaker")
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:

@@ -82,7 +82,7 @@ def tune(cloud: LocalCloud, name: str, ranges: dict[str, Any], max_jobs: int = 4
     return sm
 
 
-def wait_tuning(sm: Any, name: str, timeout_s: float = 60) -> dict:
+def wait_tuning(sm: Any, name: str, timeout_s: float = 180) -> dict:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         described = sm.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=name)

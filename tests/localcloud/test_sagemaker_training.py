@@ -130,7 +130,7 @@ def start_job(cloud: LocalCloud, name: str, hyperparameters: dict[str, str] | No
     return sm
 
 
-def wait_until(sm: Any, name: str, statuses: set[str], timeout_s: float = 30) -> dict:
+def wait_until(sm: Any, name: str, statuses: set[str], timeout_s: float = 120) -> dict:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         described = sm.describe_training_job(TrainingJobName=name)
@@ -140,7 +140,7 @@ def wait_until(sm: Any, name: str, statuses: set[str], timeout_s: float = 30) ->
     raise AssertionError(f"{name} still {described['TrainingJobStatus']} after {timeout_s}s")
 
 
-def wait_done(sm: Any, name: str, timeout_s: float = 30) -> dict:
+def wait_done(sm: Any, name: str, timeout_s: float = 120) -> dict:
     return wait_until(sm, name, {"Completed", "Failed", "Stopped"}, timeout_s)
 
 

@@ -90,7 +90,7 @@ def start(cloud: Any, machine_arn: str, name: str, document: dict | None = None)
 
 
 def wait_status(cloud: Any, execution_arn: str, wanted: tuple[str, ...] = ("SUCCEEDED", "FAILED",
-                "ABORTED", "TIMED_OUT"), timeout_s: float = 30) -> dict:
+                "ABORTED", "TIMED_OUT"), timeout_s: float = 120) -> dict:
     sfn, deadline = cloud.boto3_client("stepfunctions"), time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         described = sfn.describe_execution(executionArn=execution_arn)

@@ -32,7 +32,7 @@ def executions(cloud) -> list[dict]:
     return sfn.list_executions(stateMachineArn=CONFIG.state_machine_arn)["executions"]
 
 
-def settle(cloud, expected: int, timeout_s: float = 15) -> list[dict]:
+def settle(cloud, expected: int, timeout_s: float = 60) -> list[dict]:
     """Wait for `expected` executions, then a little longer to catch any extra one."""
     deadline = time.monotonic() + timeout_s
     while len(executions(cloud)) < expected and time.monotonic() < deadline:
