@@ -17,7 +17,6 @@ import io
 import json
 import multiprocessing
 import os
-import tarfile
 import threading
 import time
 import zipfile
@@ -33,6 +32,7 @@ from botocore.exceptions import ClientError
 
 from benchmarks.machine import percentile, write_report
 from infra_scripts.localcloud.server import LOCAL_CREDENTIALS, LocalCloud, LocalCloudSettings
+from infra_scripts.packaging import tar_gz
 
 PROJECT = Path(__file__).resolve().parent.parent
 ENDPOINT = "bench-predict"
@@ -60,13 +60,7 @@ def tiny_artifact() -> bytes:
     torch.save(net.state_dict(), weights)
     files = {"model.pth": weights.getvalue(), "classes.json": json.dumps(CLASSES).encode(),
              "hyperparameters.json": b'{"arch": "resnet18", "image_size": 32}'}
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            archive.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
+    return tar_gz(files)
 
 
 def deploy_endpoint(cloud: LocalCloud, name: str, instances: int = 1,

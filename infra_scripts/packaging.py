@@ -4,6 +4,7 @@ tree gives the same bytes and CodeSha256, and redeploys are no-ops."""
 
 from __future__ import annotations
 
+import gzip
 import io
 import tarfile
 import zipfile
@@ -42,21 +43,24 @@ def handlers_zip() -> bytes:
     return buffer.getvalue()
 
 
-def _add_bytes(archive: tarfile.TarFile, name: str, data: bytes) -> None:
-    info = tarfile.TarInfo(name)
-    info.size, info.mode, info.mtime = len(data), 0o644, 0
-    archive.addfile(info, io.BytesIO(data))
+def tar_gz(files: dict[str, bytes]) -> bytes:
+    """A gzipped tar of in-memory files, byte-identical for identical input (no timestamps)."""
+    buffer = io.BytesIO()
+    with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as compressed, \
+            tarfile.open(fileobj=compressed, mode="w", format=tarfile.PAX_FORMAT) as archive:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size, info.mode, info.mtime = len(data), 0o644, 0
+            archive.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
 
 
 def source_tarball(package: str, entry_name: str | None = None, entry_text: str = "") -> bytes:
     """A ``sourcedir.tar.gz``: the package plus an optional top-level entry script."""
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz", format=tarfile.PAX_FORMAT) as archive:
-        for name, path in _python_files(package):
-            _add_bytes(archive, name, path.read_bytes())
-        if entry_name:
-            _add_bytes(archive, entry_name, entry_text.encode())
-    return buffer.getvalue()
+    files = {name: path.read_bytes() for name, path in _python_files(package)}
+    if entry_name:
+        files[entry_name] = entry_text.encode()
+    return tar_gz(files)
 
 
 def training_source() -> bytes:

@@ -146,7 +146,9 @@ def redrive_fields(execution: Any, listing: bool = False) -> dict[str, Any]:
 
 
 def _now() -> datetime.datetime:
-    return datetime.datetime.now(tz=datetime.UTC)
+    """Millisecond precision: what the Step Functions API carries in its timestamps."""
+    now = datetime.datetime.now(tz=datetime.UTC)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
 
 
 # -- API --------------------------------------------------------------------------------------

@@ -7,9 +7,7 @@ people's resources alone.
 
 from __future__ import annotations
 
-import io
 import json
-import tarfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +22,7 @@ from infra_scripts.cfn.teardown import run_id_of
 from infra_scripts.commands import infra_cli
 from infra_scripts.deploy import Deployer, DeployResult
 from infra_scripts.localcloud.server import LocalCloud, LocalCloudSettings
+from infra_scripts.packaging import tar_gz as tar
 from statemachine.config import PipelineConfig
 from statemachine.workflow import TASK_HANDLERS
 from tests.localcloud.test_sagemaker_endpoints import (
@@ -41,16 +40,6 @@ EXTENSIONS = [f"infra_scripts.localcloud.{name}" for name in (
 CONFIG = PipelineConfig(prefix="proof", bucket="proof-artifacts", endpoint_name="proof-endpoint")
 EXECUTION = "destroy-proof"
 SLEEPER = "#!/bin/bash\n# localcloud: runnable\nsleep 300\n"
-
-
-def tar(files: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            archive.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
 
 
 @pytest.fixture(scope="module")

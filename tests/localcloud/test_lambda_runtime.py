@@ -84,7 +84,7 @@ def test_invoke_runs_the_code_with_context_and_environment(cloud):
     assert payload["function_name"] == "echo"
     assert payload["greeting"] == "hi"
     assert payload["endpoint"] == cloud.url
-    assert 0 < payload["remaining_ms"] <= 5000
+    assert 0 <= payload["remaining_ms"] <= 5000  # never more than the configured timeout
     assert len(payload["request_id"]) == 36
 
 

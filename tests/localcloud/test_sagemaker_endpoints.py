@@ -10,7 +10,6 @@ import io
 import json
 import os
 import sys
-import tarfile
 import threading
 import time
 from collections.abc import Iterator
@@ -23,6 +22,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from infra_scripts.localcloud.server import LocalCloud, LocalCloudSettings
+from infra_scripts.packaging import tar_gz as tarball
 
 ENDPOINTS = "infra_scripts.localcloud.sagemaker_endpoints"
 BUCKET = "models"
@@ -106,16 +106,6 @@ def client(cloud: LocalCloud, service: str) -> Any:
         aws_access_key_id="localcloud", aws_secret_access_key="localcloud",
         config=Config(retries={"max_attempts": 1}, max_pool_connections=32),
     )
-
-
-def tarball(files: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            archive.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
 
 
 def put_object(cloud: LocalCloud, key: str, data: bytes) -> str:

@@ -44,7 +44,9 @@ def test_lists_state_machines_and_executions_and_describes_one(cloud, console, m
     assert status == 200 and machine in [m["arn"] for m in machines["stateMachines"]]
     status, listed = call(console, f"/api/executions?stateMachineArn={machine}")
     assert status == 200 and listed["executions"][0]["status"] == "FAILED"
-    assert listed["executions"][0]["durationSeconds"] >= 0
+    described = cloud.boto3_client("stepfunctions").describe_execution(executionArn=arn)
+    expected = (described["stopDate"] - described["startDate"]).total_seconds()
+    assert listed["executions"][0]["durationSeconds"] == round(expected, 1)
     status, detail = call(console, f"/api/execution?arn={arn}")
     assert status == 200 and detail["redrivable"] is True and detail["consoleUrl"] is None
     by_name = {s["name"]: s for s in detail["states"]}
