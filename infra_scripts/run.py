@@ -20,10 +20,10 @@ from rich.table import Table
 from infra_scripts.deploy import Deployer, DeployResult
 from infra_scripts.progress import ExecutionView, follow_execution
 from infra_scripts.training_progress import TrainingProgress
+from infra_scripts.trigger import upload_dataset
 from statemachine.config import PipelineConfig
 
 SAMPLE_DATASET = "sample"
-READY_MARKER = "_READY"
 
 
 @dataclass
@@ -43,15 +43,6 @@ def make_sample_dataset(target: Path) -> Path:
     make_dataset(target, classes=defaults.classes, per_class=defaults.per_class,
                  size=defaults.dataset_size, seed=defaults.dataset_seed)
     return target
-
-
-def upload_dataset(s3: Any, bucket: str, local_dir: Path, name: str, prefix: str = "datasets/") -> str:
-    """Upload every file, then the completion marker last (it is what starts a pipeline)."""
-    key_prefix = f"{prefix}{name}/"
-    for path in sorted(p for p in local_dir.rglob("*") if p.is_file()):
-        s3.upload_file(str(path), bucket, key_prefix + path.relative_to(local_dir).as_posix())
-    s3.put_object(Bucket=bucket, Key=key_prefix + READY_MARKER, Body=b"")
-    return f"s3://{bucket}/{key_prefix}"
 
 
 def execution_input(dataset_uri: str, backend: str, local: bool) -> dict[str, Any]:
@@ -88,7 +79,8 @@ def run_pipeline(config: PipelineConfig, backend: str, console: Console, aws: bo
         console.print(f"deployed {len(deployed.functions)} functions and {deployed.state_machine_arn}")
         data = dataset_dir or make_sample_dataset(Path(stack.enter_context(tempfile.TemporaryDirectory())))
         with console.status("uploading the dataset"):
-            dataset_uri = upload_dataset(deployer.client("s3"), config.bucket, data, SAMPLE_DATASET)
+            dataset_uri = upload_dataset(deployer.client("s3"), config.bucket, data, SAMPLE_DATASET,
+                                         config.dataset_prefix)
         sfn = deployer.client("stepfunctions")
         arn = start_execution(sfn, deployed.state_machine_arn, execution_input(dataset_uri, backend, not aws))
         console.print(f"execution [bold]{arn}[/]")

@@ -12,7 +12,8 @@ import pytest
 
 from infra_scripts.deploy import Deployer
 from infra_scripts.localcloud.server import LocalCloud
-from infra_scripts.run import execution_input, make_sample_dataset, start_execution, upload_dataset
+from infra_scripts.run import execution_input, make_sample_dataset, start_execution
+from infra_scripts.trigger import upload_dataset
 from statemachine.config import PipelineConfig
 
 pytestmark = pytest.mark.timeout(900)

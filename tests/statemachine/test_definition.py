@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import functools
-import importlib
 import inspect
 import json
 from collections.abc import Iterator
@@ -24,17 +22,6 @@ TASK_STATES = ["ValidateInput", "Tune", "CheckTuning", "StartSageMakerTraining",
                "Cleanup"]
 OTHER_STATES = {"ChooseTrainingBackend": "Choice", "WaitForTraining": "Wait",
                 "WaitForEndpoint": "Wait", "PipelineSucceeded": "Succeed", "PipelineFailed": "Fail"}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def cached_partition() -> Iterator[None]:
-    """The SDK resolves the AWS partition with fresh boto3 sessions for every LambdaStep (~0.4 s
-    each on this machine); the answer can't change within the module, so compute it once."""
-    # Imported by statemachine.workflow (which quiets the SDK's import warnings) already.
-    resources = importlib.import_module("stepfunctions.steps.integration_resources")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(resources, "get_aws_partition", functools.cache(resources.get_aws_partition))
-        yield
 
 
 @pytest.fixture(scope="module")

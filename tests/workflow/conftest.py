@@ -3,9 +3,6 @@ test package starts its own), with the throwaway step function deployed."""
 
 from __future__ import annotations
 
-import functools
-import importlib
-from collections.abc import Iterator
 from pathlib import Path
 
 import click
@@ -13,18 +10,6 @@ import pytest
 
 from infra_scripts.localcloud.server import LocalCloud
 from tests.workflow.helpers import deploy_step_function
-
-
-@pytest.fixture(scope="package", autouse=True)
-def cached_partition() -> Iterator[None]:
-    """The Data Science SDK resolves the AWS partition with a fresh boto3 session per LambdaStep
-    (~0.4 s each); building the pipeline definition is ~5x faster with the answer cached."""
-    import statemachine.workflow  # noqa: F401 - imports the SDK quietly first
-
-    resources = importlib.import_module("stepfunctions.steps.integration_resources")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(resources, "get_aws_partition", functools.cache(resources.get_aws_partition))
-        yield
 
 
 @pytest.fixture(scope="package")

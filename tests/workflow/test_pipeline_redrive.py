@@ -2,7 +2,8 @@
 DeployEndpoint fails (a transient error that exhausts its retries, so it is not caught into
 Cleanup) → RedriveExecution → SUCCEEDED, with exactly one training job.
 
-Needs the local SageMaker training and endpoint extensions; skipped where they are absent."""
+Needs the local SageMaker training and endpoint extensions; skipped where they are absent.
+The upload trigger is the stack's own (Deployer(upload_trigger=True))."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from infra_scripts.deploy import Deployer
 from infra_scripts.localcloud.lambda_runtime import InvokeResult
 from infra_scripts.localcloud.server import DEFAULT_EXTENSIONS, LocalCloud
 from infra_scripts.run import make_sample_dataset
-from infra_scripts.trigger import deploy_trigger, upload_dataset
+from infra_scripts.trigger import upload_dataset
 from statemachine.config import PipelineConfig
 from statemachine.workflow import SNAPSHOT_PATH
 
@@ -77,15 +78,13 @@ def wait_for(sfn, arn: str, statuses: tuple[str, ...], timeout_s: float = 600) -
 def test_deploy_endpoint_failing_once_is_redriven_to_succeeded_without_a_second_training_job(
         cloud, failing_deploy, tmp_path):
     config = PipelineConfig(provisioned_concurrency=2, reserved_concurrency=5)
-    deployer = Deployer.for_local_cloud(config, cloud.url)
+    deployer = Deployer.for_local_cloud(config, cloud.url, upload_trigger=True,
+                                        trigger_input={"poll_seconds": 1})
     deployer.deploy()
-    # workers=0: no DataLoader worker processes, whose fd sharing fails under the training
-    # extension's long per-job TMPDIR (AF_UNIX path > 108 bytes); see the sagemaker_training issue.
-    deploy_trigger(deployer, config, execution_input={
-        "poll_seconds": 1, "training": {"hyperparameters": {"workers": 0}}})
     s3, sfn = deployer.client("s3"), deployer.client("stepfunctions")
 
-    upload_dataset(s3, config.bucket, make_sample_dataset(tmp_path / "data"), "sample")
+    upload_dataset(s3, config.bucket, make_sample_dataset(tmp_path / "data"), "sample",
+                   config.dataset_prefix)
 
     arn = wait_for_started(sfn, config)
     failed = wait_for(sfn, arn, ("FAILED", "SUCCEEDED"))
