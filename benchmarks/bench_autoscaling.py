@@ -23,7 +23,7 @@ from botocore.config import Config
 
 from benchmarks.bench_predict_load import deploy_endpoint, event
 from benchmarks.machine import percentile, write_report
-from infra_scripts.localcloud.server import LocalCloud, LocalCloudSettings
+from infra_scripts.localcloud.core.server import LocalCloud, LocalCloudSettings
 
 ENDPOINT = "bench-autoscaling"
 RESOURCE = f"endpoint/{ENDPOINT}/variant/AllTraffic"
@@ -103,9 +103,9 @@ class Load:
 def sample(cloud: LocalCloud, t0: float, phase: str) -> Sample:
     description = cloud.boto3_client("sagemaker").describe_endpoint(EndpointName=ENDPOINT)
     variant = description["ProductionVariants"][0]
-    endpoints = cloud.extensions["sagemaker_endpoints"]
+    endpoints = cloud.extensions["sagemaker.endpoints"]
     key = (cloud.account_id, cloud.region, ENDPOINT)
-    readings = cloud.extensions["autoscaling"].readings
+    readings = cloud.extensions["autoscaling.controller"].readings
     return Sample(
         t_s=round(time.monotonic() - t0, 1), phase=phase, status=description["EndpointStatus"],
         current=variant["CurrentInstanceCount"], desired=variant["DesiredInstanceCount"],

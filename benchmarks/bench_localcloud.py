@@ -12,7 +12,7 @@ import time
 from typing import Any
 
 from benchmarks.machine import percentile, write_report
-from infra_scripts.localcloud.server import LocalCloud
+from infra_scripts.localcloud.core.server import LocalCloud
 from tests.localcloud.lambda_helpers import create_function, lambda_role
 
 NOOP = "def handler(event, context):\n    return event\n"

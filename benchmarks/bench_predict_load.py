@@ -31,7 +31,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from benchmarks.machine import percentile, write_report
-from infra_scripts.localcloud.server import LOCAL_CREDENTIALS, LocalCloud, LocalCloudSettings
+from infra_scripts.localcloud.core.server import LOCAL_CREDENTIALS, LocalCloud, LocalCloudSettings
 from infra_scripts.packaging import tar_gz
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -255,7 +255,7 @@ def serve_cloud(connection: Connection) -> None:
         deploy_function(cloud)
         connection.send({"url": cloud.url, "region": cloud.region, "inservice_s": inservice_s})
         connection.recv()  # the clients are done
-        connection.send(asdict(cloud.extensions["lambda_runtime"].stats[FUNCTION]))
+        connection.send(asdict(cloud.extensions["awslambda.runtime"].stats[FUNCTION]))
 
 
 def main() -> None:

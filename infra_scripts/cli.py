@@ -66,7 +66,7 @@ def run(ctx: click.Context, backend: str | None, aws: bool, region: str | None,
 @click.option("--port", type=int, default=4566, show_default=True)
 def local_cloud(port: int) -> None:
     """Run the local cloud on 127.0.0.1 until interrupted."""
-    from infra_scripts.localcloud.server import LocalCloud
+    from infra_scripts.localcloud.core.server import LocalCloud
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

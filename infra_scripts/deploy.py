@@ -99,7 +99,7 @@ class Deployer:
 
     @classmethod
     def for_local_cloud(cls, config: PipelineConfig, endpoint_url: str, **options: Any) -> Deployer:
-        from infra_scripts.localcloud.server import LOCAL_CREDENTIALS
+        from infra_scripts.localcloud.core.server import LOCAL_CREDENTIALS
 
         session = boto3.Session(aws_access_key_id=LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
                                 aws_secret_access_key=LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],

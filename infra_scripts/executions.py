@@ -39,7 +39,7 @@ def session(region: str | None = None, endpoint_url: str | None = None) -> boto3
     endpoint_url = endpoint_url or os.environ.get("AWS_ENDPOINT_URL")
     base = boto3.Session(region_name=region)
     if endpoint_url and base.get_credentials() is None:
-        from infra_scripts.localcloud.server import LOCAL_CREDENTIALS
+        from infra_scripts.localcloud.core.server import LOCAL_CREDENTIALS
 
         return boto3.Session(region_name=region or base.region_name or "us-east-1",
                              aws_access_key_id=LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],

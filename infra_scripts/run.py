@@ -66,7 +66,7 @@ def run_pipeline(config: PipelineConfig, backend: str, console: Console, aws: bo
     with ExitStack() as stack:
         endpoint_url = None
         if not aws:
-            from infra_scripts.localcloud.server import LocalCloud, LocalCloudSettings
+            from infra_scripts.localcloud.core.server import LocalCloud, LocalCloudSettings
 
             settings = LocalCloudSettings(region=config.region, options=cloud_options or {})
             cloud = stack.enter_context(LocalCloud(settings=settings))

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from infra_scripts.deploy import Deployer
-from infra_scripts.localcloud.server import LocalCloud
+from infra_scripts.localcloud.core.server import LocalCloud
 from infra_scripts.run import execution_input, make_sample_dataset, start_execution
 from infra_scripts.trigger import upload_dataset
 from statemachine.config import PipelineConfig

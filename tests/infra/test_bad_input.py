@@ -14,7 +14,7 @@ from infra_scripts.cfn import changeset
 from infra_scripts.cfn.template import template_body
 from infra_scripts.cfn.validation import DeployError, bucket_name_problem, check_config
 from infra_scripts.deploy import Deployer
-from infra_scripts.localcloud.server import LocalCloud
+from infra_scripts.localcloud.core.server import LocalCloud
 from statemachine.config import PipelineConfig
 from tests.infra.test_deploy_destroy import stepml
 

@@ -21,7 +21,7 @@ from infra_scripts import policies
 from infra_scripts.cfn.teardown import run_id_of
 from infra_scripts.commands import infra_cli
 from infra_scripts.deploy import Deployer, DeployResult
-from infra_scripts.localcloud.server import LocalCloud, LocalCloudSettings
+from infra_scripts.localcloud.core.server import LocalCloud, LocalCloudSettings
 from infra_scripts.packaging import tar_gz as tar
 from statemachine.config import PipelineConfig
 from statemachine.workflow import TASK_HANDLERS
@@ -35,8 +35,8 @@ from tests.localcloud.test_sagemaker_endpoints import (
 pytestmark = pytest.mark.timeout(300)
 
 EXTENSIONS = [f"infra_scripts.localcloud.{name}" for name in (
-    "lambda_runtime", "lambda_provisioned", "sagemaker_endpoints", "autoscaling",
-    "sagemaker_training", "ec2_instances")]
+    "awslambda.runtime", "awslambda.provisioned", "sagemaker.endpoints", "autoscaling.controller",
+    "sagemaker.training", "ec2.instances")]
 CONFIG = PipelineConfig(prefix="proof", bucket="proof-artifacts", endpoint_name="proof-endpoint")
 EXECUTION = "destroy-proof"
 SLEEPER = "#!/bin/bash\n# localcloud: runnable\nsleep 300\n"

@@ -21,7 +21,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from infra_scripts import policies
-from infra_scripts.localcloud.server import LocalCloud, LocalCloudSettings
+from infra_scripts.localcloud.core.server import LocalCloud, LocalCloudSettings
 from statemachine.config import PipelineConfig
 from tests.localcloud.test_sagemaker_endpoints import (
     create_config,
@@ -30,9 +30,9 @@ from tests.localcloud.test_sagemaker_endpoints import (
     write_standin,
 )
 
-ENFORCEMENT = "infra_scripts.localcloud.iam_enforcement"
-EXTENSIONS = [ENFORCEMENT, "infra_scripts.localcloud.lambda_runtime",
-              "infra_scripts.localcloud.sagemaker_endpoints"]
+ENFORCEMENT = "infra_scripts.localcloud.iam.enforcement"
+EXTENSIONS = [ENFORCEMENT, "infra_scripts.localcloud.awslambda.runtime",
+              "infra_scripts.localcloud.sagemaker.endpoints"]
 CONFIG = PipelineConfig(endpoint_name="endpoint-a", bucket="stepml-enforced")
 OTHER_ENDPOINT, OTHER_BUCKET, OUTSIDE_FUNCTION = "endpoint-b", "someone-elses-data", "intruder"
 OWN_FUNCTION = CONFIG.function_name("validate_input")
@@ -178,7 +178,7 @@ def test_the_local_clouds_own_credentials_are_the_administrator(cloud: LocalClou
 
 
 def test_enforcement_off_lets_the_same_credentials_through(cloud: LocalCloud) -> None:
-    enforcement = cloud.extensions["iam_enforcement"]
+    enforcement = cloud.extensions["iam.enforcement"]
     credentials = assumed(cloud, f"arn:aws:iam::{cloud.account_id}:role/{CONFIG.prefix}-predict")
     runtime = as_credentials(cloud, "sagemaker-runtime", credentials)
     enforcement.enforce = False

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from infra_scripts.localcloud.server import LocalCloud, LocalCloudSettings
+from infra_scripts.localcloud.core.server import LocalCloud, LocalCloudSettings
 from tests.localcloud.test_sagemaker_endpoints import (
     ENDPOINTS,
     client,
@@ -27,7 +27,7 @@ from tests.localcloud.test_sagemaker_endpoints import (
     write_standin,
 )
 
-AUTOSCALING = "infra_scripts.localcloud.autoscaling"
+AUTOSCALING = "infra_scripts.localcloud.autoscaling.controller"
 DIMENSION = "sagemaker:variant:DesiredInstanceCount"
 RESOURCE = "endpoint/ep/variant/AllTraffic"
 FAST = {"evaluation_period_s": 0.25, "metric_window_s": 2.0, "scale_out_evaluations": 2,

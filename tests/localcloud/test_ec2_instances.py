@@ -23,12 +23,12 @@ from handlers.ec2_user_data import (
     RUNNABLE_MARKER,
     build_user_data,
 )
-from infra_scripts.localcloud.ec2_instances import is_runnable, local_script
-from infra_scripts.localcloud.server import LocalCloud, LocalCloudSettings
+from infra_scripts.localcloud.core.server import LocalCloud, LocalCloudSettings
+from infra_scripts.localcloud.ec2.instances import is_runnable, local_script
 from infra_scripts.packaging import training_source
 from tests.localcloud.test_sagemaker_training import group_alive
 
-EXTENSION = "infra_scripts.localcloud.ec2_instances"
+EXTENSION = "infra_scripts.localcloud.ec2.instances"
 BUCKET = "stepml-ec2"
 AMI = "ami-12c6146b"
 BASE = f"s3://{BUCKET}/runs/r1"
@@ -85,7 +85,7 @@ def cloud() -> Iterator[LocalCloud]:
         for key in ("data/train/a/1.jpg", "data/valid/a/2.jpg", "data/test/a/3.jpg"):
             s3.put_object(Bucket=BUCKET, Key=key, Body=b"x")
         yield running
-        groups = [r.popen.pid for r in running.extensions["ec2_instances"].runs.values() if r.popen]
+        groups = [r.popen.pid for r in running.extensions["ec2.instances"].runs.values() if r.popen]
     assert not [g for g in groups if group_alive(g)], "instance processes outlived cloud.stop()"
 
 
@@ -118,7 +118,7 @@ def wait_state(cloud: LocalCloud, instance_id: str, wanted: str, timeout_s: floa
             instance["seen"] = seen
             return instance
         time.sleep(0.02)
-    console = cloud.extensions["ec2_instances"].console(instance_id)
+    console = cloud.extensions["ec2.instances"].console(instance_id)
     raise AssertionError(f"{instance_id} never {wanted}; states {seen}\n{console}")
 
 
@@ -136,7 +136,7 @@ def read_tar(cloud: LocalCloud, uri: str) -> dict[str, bytes]:
 
 def script_group(cloud: LocalCloud, instance_id: str) -> int:
     """The user-data script's process group (its pid), once the watcher has started it."""
-    run = cloud.extensions["ec2_instances"].runs[instance_id]
+    run = cloud.extensions["ec2.instances"].runs[instance_id]
     deadline = time.monotonic() + 20
     while run.popen is None:
         assert time.monotonic() < deadline, "the script never started"
@@ -177,7 +177,7 @@ def test_user_data_is_marked_small_and_quotes_hyperparameters() -> None:
 
 def test_builder_and_local_cloud_agree_on_the_markers() -> None:
     from handlers import ec2_user_data
-    from infra_scripts.localcloud import ec2_instances
+    from infra_scripts.localcloud.ec2 import instances as ec2_instances
 
     for name in ("RUNNABLE_MARKER", "OS_SETUP_BEGIN", "OS_SETUP_END"):
         assert getattr(ec2_user_data, name) == getattr(ec2_instances, name), name
@@ -199,7 +199,7 @@ def test_instance_trains_uploads_and_terminates_itself(cloud: LocalCloud) -> Non
     assert final["StateReason"]["Code"] == "Client.InstanceInitiatedShutdown"
 
     status = read_json(cloud, f"{BASE}/status.json")
-    console = cloud.extensions["ec2_instances"].console(instance_id)
+    console = cloud.extensions["ec2.instances"].console(instance_id)
     assert status["status"] == "Completed", (status, console)
     assert status["instance_id"] == instance_id and status["exit_code"] == 0
     assert status["metrics"]["test_acc"] == 0.95 and status["metrics"]["valid_acc"] == 0.93
@@ -241,7 +241,7 @@ def test_stop_behaviour_stops_instead_of_terminating(cloud: LocalCloud) -> None:
 
 def test_terminate_instances_kills_a_running_script(cloud: LocalCloud) -> None:
     instance_id = launch(cloud, {"sleep": 60})
-    run = cloud.extensions["ec2_instances"].runs[instance_id]
+    run = cloud.extensions["ec2.instances"].runs[instance_id]
     wait_for_file(run.root / "work" / "train.pid")
     run_group = script_group(cloud, instance_id)  # bash, the helpers and training share it
     assert group_alive(run_group)
@@ -261,7 +261,7 @@ def test_unmarked_user_data_is_not_run(cloud: LocalCloud, tmp_path: Path) -> Non
     time.sleep(0.3)
     assert not marker.exists()
     assert state_of(cloud, instance_id)["State"]["Name"] == "running"
-    assert instance_id not in cloud.extensions["ec2_instances"].runs
+    assert instance_id not in cloud.extensions["ec2.instances"].runs
 
 
 def test_script_exiting_without_shutdown_leaves_instance_running(
@@ -270,16 +270,16 @@ def test_script_exiting_without_shutdown_leaves_instance_running(
     script = f"#!/bin/bash\n{RUNNABLE_MARKER}\n{OS_SETUP_BEGIN}\nexit 9\n# <<< os-setup\n" \
              f"echo \"$INSTANCE_ID\" > {marker}\n"
     instance_id = launch(cloud, user_data=script)
-    assert cloud.extensions["ec2_instances"].wait(instance_id, 10) == "running"
+    assert cloud.extensions["ec2.instances"].wait(instance_id, 10) == "running"
     assert marker.read_text().strip() == instance_id
-    assert "keeps running" in cloud.extensions["ec2_instances"].console(instance_id)
+    assert "keeps running" in cloud.extensions["ec2.instances"].console(instance_id)
 
 
 def test_cloud_stop_kills_instance_processes() -> None:
     with LocalCloud(extensions=[EXTENSION]) as cloud:
         script = f"#!/bin/bash\n{RUNNABLE_MARKER}\necho $$ > \"$STEPML_WORK_DIR/pid\"\nsleep 60\n"
         instance_id = launch(cloud, user_data=script)
-        run = cloud.extensions["ec2_instances"].runs[instance_id]
+        run = cloud.extensions["ec2.instances"].runs[instance_id]
         wait_for_file(run.root / "work" / "pid")
         group = script_group(cloud, instance_id)
         assert group_alive(group)
@@ -303,10 +303,10 @@ def test_real_training_code_on_an_instance(cloud: LocalCloud, tmp_path: Path) ->
     instance_id = launch(cloud, user_data=user_data)
     wait_state(cloud, instance_id, "terminated", timeout_s=240)
     status = read_json(cloud, f"{BASE}/status.json")
-    assert status["status"] == "Completed", (status, cloud.extensions["ec2_instances"].console(
+    assert status["status"] == "Completed", (status, cloud.extensions["ec2.instances"].console(
         instance_id))
     assert {"model.pth", "classes.json", "metrics.json"} <= set(
         read_tar(cloud, status["model_artifact"]))
     assert 0.0 <= status["metrics"]["test_acc"] <= 1.0
     # the instance's own TMPDIR: no checkpoint from an earlier run on this machine is resumed
-    assert "resumed_from" not in cloud.extensions["ec2_instances"].console(instance_id)
+    assert "resumed_from" not in cloud.extensions["ec2.instances"].console(instance_id)

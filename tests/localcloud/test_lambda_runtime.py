@@ -12,7 +12,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from infra_scripts.localcloud.server import LocalCloud
+from infra_scripts.localcloud.core.server import LocalCloud
 from tests.localcloud.lambda_helpers import create_function, invoke
 
 NO_RETRIES = Config(retries={"total_max_attempts": 1}, max_pool_connections=50)
@@ -73,7 +73,7 @@ def cloud():
 
 
 def stats(cloud: LocalCloud, name: str):
-    return cloud.extensions["lambda_runtime"].stats[name]
+    return cloud.extensions["awslambda.runtime"].stats[name]
 
 
 def test_invoke_runs_the_code_with_context_and_environment(cloud):

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from infra_scripts.localcloud.server import LocalCloud
+from infra_scripts.localcloud.core.server import LocalCloud
 
 ROLE = "arn:aws:iam::123456789012:role/r"
 
@@ -37,7 +37,7 @@ def test_training_job_backend_seams(plain_moto: LocalCloud) -> None:
     from moto.sagemaker.models import FakeTrainingJob, SageMakerModelBackend
     from moto.sagemaker.responses import SageMakerResponse
 
-    ext = "sagemaker_training"
+    ext = "sagemaker/training"
     require("create_training_job" in vars(SageMakerModelBackend),
             "SageMakerModelBackend.create_training_job moved", ext)
     wanted = {"training_job_name", "hyper_parameters", "algorithm_specification",
@@ -88,7 +88,7 @@ def test_training_job_response_is_built_from_attributes(plain_moto: LocalCloud) 
     job.training_time_in_seconds = 3
     job.model_artifacts = None
     described = sm.describe_training_job(TrainingJobName="seam-fields")
-    ext = "sagemaker_training"
+    ext = "sagemaker/training"
     require(described["TrainingJobStatus"] == "Failed", "status from training_job_status", ext)
     require(described.get("FailureReason") == "AlgorithmError: x",
             "FailureReason from failure_reason", ext)
@@ -101,7 +101,7 @@ def test_training_job_response_is_built_from_attributes(plain_moto: LocalCloud) 
 def test_tuning_job_backend_seams(plain_moto: LocalCloud) -> None:
     from moto.sagemaker.models import HyperParameterTuningJob, SageMakerModelBackend
 
-    ext = "sagemaker_hpo"
+    ext = "sagemaker/hpo"
     require("create_hyper_parameter_tuning_job" in vars(SageMakerModelBackend),
             "SageMakerModelBackend.create_hyper_parameter_tuning_job moved", ext)
     wanted = {"hyper_parameter_tuning_job_name", "hyper_parameter_tuning_job_config",
@@ -144,7 +144,7 @@ def test_tuning_job_backend_seams(plain_moto: LocalCloud) -> None:
 
 def test_cloudwatch_logs_backend_seams(plain_moto: LocalCloud) -> None:
     logs = plain_moto.backend("logs")
-    ext = "sagemaker_training"
+    ext = "sagemaker/training"
     for method in ("ensure_log_group", "ensure_log_stream", "put_log_events"):
         require(callable(getattr(logs, method, None)), f"LogsBackend.{method} moved", ext)
     logs.ensure_log_group("/seam")
@@ -162,10 +162,10 @@ def test_sagemaker_exceptions_seams() -> None:
 
     for name in ("ValidationError", "ResourceInUseException", "ResourceNotFound"):
         require(hasattr(exceptions, name), f"moto.sagemaker.exceptions.{name} moved",
-                "sagemaker_training")
+                "sagemaker/training")
     from moto.core.utils import utcnow
 
-    require(callable(utcnow), "moto.core.utils.utcnow moved", "sagemaker_training")
+    require(callable(utcnow), "moto.core.utils.utcnow moved", "sagemaker/training")
 
 
 # -- EC2 instances ------------------------------------------------------------------------------
@@ -173,7 +173,7 @@ def test_ec2_backend_seams(plain_moto: LocalCloud) -> None:
     from moto.ec2.models import EC2Backend
     from moto.ec2.models.instances import InstanceBackend, InstanceState, StateReason
 
-    ext = "ec2_instances"
+    ext = "ec2/instances"
     for method in ("run_instances", "terminate_instances", "stop_instances"):
         require(method in vars(InstanceBackend), f"InstanceBackend.{method} moved", ext)
         owner = next(k for k in EC2Backend.__mro__ if method in vars(k))
@@ -216,7 +216,7 @@ def test_ec2_console_output_seams() -> None:
     from moto.ec2.responses.general import General
     from moto.ec2.utils import Base64EncodedString
 
-    ext = "ec2_instances"
+    ext = "ec2/instances"
     require("get_console_output" in vars(General), "General.get_console_output moved", ext)
     require(callable(getattr(Base64EncodedString, "from_raw_string", None)),
             "Base64EncodedString.from_raw_string moved", ext)

@@ -21,10 +21,10 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from infra_scripts.localcloud.server import LocalCloud, LocalCloudSettings
+from infra_scripts.localcloud.core.server import LocalCloud, LocalCloudSettings
 from infra_scripts.packaging import tar_gz as tarball
 
-ENDPOINTS = "infra_scripts.localcloud.sagemaker_endpoints"
+ENDPOINTS = "infra_scripts.localcloud.sagemaker.endpoints"
 BUCKET = "models"
 ROLE = "arn:aws:iam::123456789012:role/sagemaker"
 
@@ -152,7 +152,7 @@ def invoke(cloud: LocalCloud, name: str, payload: dict | None = None) -> dict:
 
 
 def instance_pids(cloud: LocalCloud, name: str, variant: str = "AllTraffic") -> list[int]:
-    endpoints = cloud.extensions["sagemaker_endpoints"]
+    endpoints = cloud.extensions["sagemaker.endpoints"]
     key = (cloud.account_id, cloud.region, name)
     return [instance.pid for instance in endpoints.instances(key, variant)]
 
@@ -259,7 +259,7 @@ def test_delete_while_creating_stops_the_instance(cloud: LocalCloud) -> None:
     sagemaker = client(cloud, "sagemaker")
     create_config(cloud, "slow", {"never_ready": True})
     sagemaker.create_endpoint(EndpointName="ep", EndpointConfigName="slow")
-    endpoints = cloud.extensions["sagemaker_endpoints"]
+    endpoints = cloud.extensions["sagemaker.endpoints"]
     state = endpoints._states[(cloud.account_id, cloud.region, "ep")]
     deadline = time.monotonic() + 10
     while not any(f.instances and f.instances[0].pid for f in state.pending):

@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from infra_scripts.localcloud.sagemaker_hpo import candidates, sample
-from infra_scripts.localcloud.server import LocalCloud, LocalCloudSettings
+from infra_scripts.localcloud.core.server import LocalCloud, LocalCloudSettings
+from infra_scripts.localcloud.sagemaker.hpo import candidates, sample
 from tests.localcloud.test_sagemaker_training import group_alive, started_groups
 
-EXTENSIONS = ["infra_scripts.localcloud.sagemaker_training",
-              "infra_scripts.localcloud.sagemaker_hpo"]
+EXTENSIONS = ["infra_scripts.localcloud.sagemaker.training",
+              "infra_scripts.localcloud.sagemaker.hpo"]
 BUCKET = "stepml-hpo"
 
 # valid_acc grows with epochs and falls with |log10(lr) + 2|: the best trial is predictable.

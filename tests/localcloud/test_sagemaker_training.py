@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from infra_scripts.localcloud.server import LocalCloud, LocalCloudSettings
+from infra_scripts.localcloud.core.server import LocalCloud, LocalCloudSettings
 
-EXTENSION = "infra_scripts.localcloud.sagemaker_training"
+EXTENSION = "infra_scripts.localcloud.sagemaker.training"
 ROLE = "arn:aws:iam::123456789012:role/training"
 BUCKET = "stepml-test"
 METRICS = [
@@ -105,7 +105,7 @@ def cloud(tmp_path: Path) -> Iterator[LocalCloud]:
 
 def started_groups(cloud: LocalCloud) -> list[int]:
     """Each host process leads its own process group (pgid == its pid)."""
-    return [pid for run in cloud.extensions["sagemaker_training"].runs.values()
+    return [pid for run in cloud.extensions["sagemaker.training"].runs.values()
             for pid in run.pids()]
 
 
@@ -208,7 +208,7 @@ def test_job_completes_with_model_metrics_and_logs(cloud: LocalCloud) -> None:
                                  logStreamName=streams[0]["logStreamName"],
                                  startFromHead=True)["events"]
     assert any(e["message"].startswith("epoch=3 ") for e in events)
-    assert "test_acc=0.93" in cloud.extensions["sagemaker_training"].log_text("job-ok")
+    assert "test_acc=0.93" in cloud.extensions["sagemaker.training"].log_text("job-ok")
 
 
 def test_list_filters_and_tags_keep_working(cloud: LocalCloud) -> None:
@@ -245,7 +245,7 @@ def test_missing_channel_data_is_a_client_error(cloud: LocalCloud) -> None:
 
 def test_stop_training_job_kills_the_process(cloud: LocalCloud) -> None:
     sm = start_job(cloud, "job-stop", {"sleep": "60"})
-    training = cloud.extensions["sagemaker_training"]
+    training = cloud.extensions["sagemaker.training"]
     wait_until_training(sm, "job-stop")
     run = training.run_for("job-stop")
     pids = run.pids()
@@ -347,7 +347,7 @@ def test_cloud_stop_kills_running_jobs(tmp_path: Path) -> None:
         cloud.boto3_client("s3").put_object(Bucket=BUCKET, Key="data/x", Body=b"x")
         sm = start_job(cloud, "job-orphan", {"sleep": "60"}, count=2)
         wait_until_training(sm, "job-orphan")
-        pids = cloud.extensions["sagemaker_training"].run_for("job-orphan").pids()
+        pids = cloud.extensions["sagemaker.training"].run_for("job-orphan").pids()
     finally:
         cloud.stop()
     assert len(pids) == 2 and not any(group_alive(pid) for pid in pids)
@@ -382,7 +382,7 @@ def test_real_training_entry_point(tmp_path: Path) -> None:
             "TrainingImage": "pytorch", "TrainingInputMode": "File",
             "MetricDefinitions": METRIC_DEFINITIONS})
         described = wait_done(sm, "job-real", timeout_s=240)
-        log = cloud.extensions["sagemaker_training"].log_text("job-real")
+        log = cloud.extensions["sagemaker.training"].log_text("job-real")
         assert described["TrainingJobStatus"] == "Completed", (described.get("FailureReason"), log)
         files = read_model(cloud, described["ModelArtifacts"]["S3ModelArtifacts"])
         assert {"model.pth", "classes.json", "metrics.json"} <= set(files)

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 import pytest
 
-from infra_scripts.localcloud.server import LocalCloud
+from infra_scripts.localcloud.core.server import LocalCloud
 from tests.workflow.helpers import deploy_step_function
 
 

@@ -14,7 +14,7 @@ def test_stepfunctions_interpreter_seams_used_by_redrive():
     from moto.stepfunctions.parser.backend.execution import BaseExecutionWorkerCommunication
     from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
 
-    from infra_scripts.localcloud.redrive import check_moto_seams
+    from infra_scripts.localcloud.stepfunctions.redrive import check_moto_seams
 
     check_moto_seams()
     assert "start_at_name" in inspect.signature(StartAt).parameters

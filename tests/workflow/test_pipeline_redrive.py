@@ -13,14 +13,14 @@ import time
 import pytest
 
 from infra_scripts.deploy import Deployer
-from infra_scripts.localcloud.lambda_runtime import InvokeResult
-from infra_scripts.localcloud.server import DEFAULT_EXTENSIONS, LocalCloud
+from infra_scripts.localcloud.awslambda.runtime import InvokeResult
+from infra_scripts.localcloud.core.server import DEFAULT_EXTENSIONS, LocalCloud
 from infra_scripts.run import make_sample_dataset
 from infra_scripts.trigger import upload_dataset
 from statemachine.config import PipelineConfig
 from statemachine.workflow import SNAPSHOT_PATH
 
-NEEDED = {"infra_scripts.localcloud.sagemaker_training", "infra_scripts.localcloud.sagemaker_endpoints"}
+NEEDED = {"infra_scripts.localcloud.sagemaker.training", "infra_scripts.localcloud.sagemaker.endpoints"}
 pytestmark = [
     pytest.mark.timeout(900),
     pytest.mark.skipif(not NEEDED <= set(DEFAULT_EXTENSIONS),
@@ -38,7 +38,7 @@ def attempts(state: str) -> int:
 @pytest.fixture
 def failing_deploy(cloud):
     """DeployEndpoint answers TransientAwsError on every attempt of its first run, then works."""
-    runtime = cloud.extensions["lambda_runtime"]
+    runtime = cloud.extensions["awslambda.runtime"]
     original = runtime.invoke
     failures = fail_first_invocations(cloud, PipelineConfig().function_name("deploy_endpoint"),
                                       attempts("DeployEndpoint"))
@@ -47,7 +47,7 @@ def failing_deploy(cloud):
 
 
 def fail_first_invocations(cloud: LocalCloud, function_name: str, count: int) -> list[int]:
-    runtime, failures = cloud.extensions["lambda_runtime"], []
+    runtime, failures = cloud.extensions["awslambda.runtime"], []
     original = runtime.invoke
 
     def invoke(fn, event: str, tail_logs: bool = False) -> InvokeResult:

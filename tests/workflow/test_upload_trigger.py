@@ -75,7 +75,7 @@ def test_one_upload_with_its_marker_starts_exactly_one_execution(cloud, trigger,
     described = cloud.boto3_client("stepfunctions").describe_execution(
         executionArn=started["executionArn"])
     assert json.loads(described["input"]) == {"poll_seconds": 1, "dataset": uri}
-    deliveries = [d for d in cloud.extensions["s3_events"].delivered if d[0] == trigger]
+    deliveries = [d for d in cloud.extensions["events.s3_events"].delivered if d[0] == trigger]
     assert len(deliveries) == 1  # 9 data objects matched nothing; only the marker did
 
 

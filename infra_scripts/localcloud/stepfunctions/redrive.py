@@ -20,19 +20,18 @@ from __future__ import annotations
 
 import datetime
 import json
-import re
 import threading
 from typing import Any
 
 from werkzeug.wrappers import Request, Response
 
-from infra_scripts.localcloud.server import LocalCloud, aws_error, json_response, match_target
+from infra_scripts.localcloud.core.requests import request_region
+from infra_scripts.localcloud.core.server import LocalCloud, aws_error, json_response, match_target
 
 REDRIVABLE = ("FAILED", "ABORTED", "TIMED_OUT")
 MAX_REDRIVES = 1000
 REDRIVE_WINDOW = datetime.timedelta(days=14)
 MAX_HISTORY_EVENTS = 25_000
-_CREDENTIAL_REGION = re.compile(r"Credential=[^/]+/\d{8}/([a-z0-9-]+)/")
 _lock = threading.Lock()  # one redrive at a time: the status check and the restart are atomic
 
 
@@ -155,8 +154,7 @@ def _now() -> datetime.datetime:
 def _sfn_backend(cloud: LocalCloud, request: Request) -> Any:
     from moto.stepfunctions.responses import get_backend
 
-    found = _CREDENTIAL_REGION.search(request.headers.get("Authorization", ""))
-    return get_backend(cloud.account_id, found.group(1) if found else cloud.region)
+    return get_backend(cloud.account_id, request_region(request, cloud.region))
 
 
 def _handle_redrive(cloud: LocalCloud, request: Request) -> Response:

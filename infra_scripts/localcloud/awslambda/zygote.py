@@ -18,7 +18,7 @@ from multiprocessing.connection import Connection
 import boto3  # noqa: F401  (preloaded for the workers: that is the point of the zygote)
 import botocore.session  # noqa: F401
 
-from infra_scripts.localcloud.lambda_worker import WorkerSpec, worker_main
+from infra_scripts.localcloud.awslambda.worker import WorkerSpec, worker_main
 
 MAX_SPEC_BYTES = 1 << 20
 

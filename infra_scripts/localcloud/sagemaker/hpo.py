@@ -38,18 +38,16 @@ from typing import Any
 
 from werkzeug.wrappers import Request, Response
 
-from infra_scripts.localcloud.sagemaker_training import (
-    LocalTraining,
-    request_region,
-    utcnow,
-)
-from infra_scripts.localcloud.server import (
+from infra_scripts.localcloud.core.moto_fields import set_fields, utcnow
+from infra_scripts.localcloud.core.requests import request_region
+from infra_scripts.localcloud.core.server import (
     LOCAL_CREDENTIALS,
     LocalCloud,
     aws_error,
     json_response,
     match_target,
 )
+from infra_scripts.localcloud.sagemaker.training import LocalTraining
 
 OPTIONS_KEY = "sagemaker_hpo"
 TERMINAL_TRAINING = frozenset({"Completed", "Failed", "Stopped"})
@@ -160,7 +158,7 @@ def _ranges(config: dict[str, Any], definition: dict[str, Any]) -> dict[str, Any
 
 # -- the tuner --------------------------------------------------------------------------------------
 class LocalTuning:
-    """Runs tuning jobs; ``cloud.extensions['sagemaker_hpo']``."""
+    """Runs tuning jobs; ``cloud.extensions['sagemaker.hpo']``."""
 
     def __init__(self, cloud: LocalCloud, training: LocalTraining) -> None:
         self.cloud = cloud
@@ -192,7 +190,7 @@ class LocalTuning:
         with run.lock:
             if run.job.hyper_parameter_tuning_job_status in TERMINAL_TUNING:
                 return
-            _set(run.job, hyper_parameter_tuning_job_status="Stopping")
+            set_fields(run.job, hyper_parameter_tuning_job_status="Stopping")
         run.stop_requested.set()
 
     def shutdown(self) -> None:
@@ -254,7 +252,7 @@ class LocalTuning:
         response = sm.create_training_job(**request)
         trial = Trial(name=name, arn=response["TrainingJobArn"], tuned=dict(point))
         backend_job = self.cloud.backend("sagemaker", run.region).training_jobs[name]
-        _set(backend_job, tuning_job_arn=run.job.arn)
+        set_fields(backend_job, tuning_job_arn=run.job.arn)
         with run.lock:
             run.trials.append(trial)
             self._publish(run)
@@ -315,7 +313,7 @@ class LocalTuning:
         statuses = [t.status for t in trials]
         objective_done = [t for t in trials if t.status in TERMINAL_TRAINING]
         best = self._best(run)
-        _set(run.job,
+        set_fields(run.job,
              training_job_status_counters={
                  "Completed": statuses.count("Completed"),
                  "InProgress": sum(s in ("InProgress", "Stopping") for s in statuses),
@@ -366,10 +364,10 @@ class LocalTuning:
                 status = "Failed"
                 reasons = [t.described.get("FailureReason") for t in run.trials]
                 first = next((r for r in reasons if r), "no objective metric was reported")
-                _set(job, failure_reason=failure or (
+                set_fields(job, failure_reason=failure or (
                     f"All training jobs failed or reported no objective metric; first: {first}"))
             seconds = int((now - job.creation_time).total_seconds())
-            _set(job, hyper_parameter_tuning_end_time=now,
+            set_fields(job, hyper_parameter_tuning_end_time=now,
                  consumed_resources={"RuntimeInSeconds": max(1, seconds)},
                  hyper_parameter_tuning_job_status=status)
 
@@ -390,13 +388,6 @@ def _objective_status(trial: Trial) -> str:
     if trial.status not in TERMINAL_TRAINING:
         return "Pending"
     return "Succeeded" if trial.objective is not None else "Failed"
-
-
-def _set(job: Any, **fields: Any) -> None:
-    """Replace values of existing fields only (moto serialises these objects concurrently)."""
-    for name, value in fields.items():
-        setattr(job, name, value)
-    job.last_modified_time = utcnow()
 
 
 def _prepare_job(job: Any) -> None:
@@ -493,7 +484,7 @@ def _wrap_create(tuning: LocalTuning, original: Any) -> Any:
 def install(cloud: LocalCloud) -> LocalTuning:
     from moto.sagemaker.models import SageMakerModelBackend
 
-    training = cloud.extensions.get("sagemaker_training")
+    training = cloud.extensions.get("sagemaker.training")
     if training is None:
         raise RuntimeError("sagemaker_hpo needs the sagemaker_training extension listed before it")
     tuning = LocalTuning(cloud, training)

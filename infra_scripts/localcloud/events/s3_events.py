@@ -20,7 +20,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from infra_scripts.localcloud.server import LocalCloud
+from infra_scripts.localcloud.core.server import LocalCloud
 
 # moto stamps every S3-originated event with this constant id and a Unix time.
 _MOTO_CONSTANT_ID = "17793124-05d4-b198-2fde-7ededc63b103"

@@ -37,11 +37,12 @@ from urllib.parse import parse_qs, unquote
 
 from werkzeug.wrappers import Request, Response
 
-from infra_scripts.localcloud.server import LocalCloud, aws_error
+from infra_scripts.localcloud.core.requests import CredentialScope as Signed
+from infra_scripts.localcloud.core.requests import credential_scope
+from infra_scripts.localcloud.core.server import LocalCloud, aws_error
 
 OPTIONS = "iam"
 DENIAL_KEY = "stepml.iam.denial"
-CREDENTIAL = re.compile(r"Credential=([^/]+)/\d{8}/([^/]+)/([^/]+)/")
 ALWAYS_ALLOWED = {"sts:GetCallerIdentity"}  # AWS answers it for any valid credentials
 
 
@@ -51,23 +52,7 @@ class Call:
     resource: str  # ARN, or "*" for calls without a resource
 
 
-@dataclass(frozen=True)
-class Signed:
-    access_key: str
-    region: str
-    service: str
-
-
 # -- who ------------------------------------------------------------------------------------------
-def signed_by(request: Request) -> Signed | None:
-    found = CREDENTIAL.search(request.headers.get("Authorization", ""))
-    if found:
-        return Signed(*found.groups())
-    query = request.args.get("X-Amz-Credential", "")
-    parts = query.split("/")
-    return Signed(parts[0], parts[2], parts[3]) if len(parts) >= 4 else None
-
-
 def principal(cloud: LocalCloud, signed: Signed, headers: dict[str, str]) -> Any | None:
     """moto's access key object (``.arn``, ``.collect_policies()``), or None for a key IAM and
     STS never issued (the local cloud's administrator credentials)."""
@@ -286,7 +271,7 @@ class IamEnforcement:
         """Route matcher: True (and the denial stashed) when the request must be refused."""
         if not self.enforce:
             return False
-        signed = signed_by(request)
+        signed = credential_scope(request)
         if signed is None:
             return False
         who = principal(self.cloud, signed, dict(request.headers))

@@ -33,8 +33,10 @@ from urllib.parse import unquote
 
 from werkzeug.wrappers import Request, Response
 
-from infra_scripts.localcloud.lambda_worker import WorkerSpec
-from infra_scripts.localcloud.server import LocalCloud, aws_error, match_path
+from infra_scripts.localcloud.awslambda.worker import WorkerSpec
+from infra_scripts.localcloud.core.logs import put_log_lines
+from infra_scripts.localcloud.core.processes import signal_group
+from infra_scripts.localcloud.core.server import LocalCloud, aws_error, match_path
 
 INVOKE_PATH = r"/2015-03-31/functions/(?P<name>.+)/invocations/?"
 INIT_TIMEOUT_S = 10.0
@@ -42,12 +44,12 @@ LOG_TAIL_BYTES = 4096
 
 
 class Zygote:
-    """Client of ``lambda_zygote``: asks it to fork a worker wired to a fresh socket."""
+    """Client of ``awslambda.zygote``: asks it to fork a worker wired to a fresh socket."""
 
     def __init__(self) -> None:
         self._control, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self._process = subprocess.Popen(
-            [sys.executable, "-I", "-m", "infra_scripts.localcloud.lambda_zygote",
+            [sys.executable, "-I", "-m", "infra_scripts.localcloud.awslambda.zygote",
              str(theirs.fileno())],
             pass_fds=[theirs.fileno()],
         )
@@ -88,10 +90,7 @@ class Worker:
 
     def kill(self) -> None:
         self.connection.close()
-        try:
-            os.killpg(self.pid, signal.SIGKILL)
-        except OSError:
-            pass
+        signal_group(self.pid, signal.SIGKILL)
 
 
 @dataclass
@@ -296,18 +295,8 @@ class LambdaRuntime:
         """What the invocation printed, into CloudWatch Logs (/aws/lambda/<function>), one
         stream per worker as Lambda has one per execution environment."""
         lines = [line for line in text.splitlines() if line.strip()]
-        if not lines:
-            return
         stream = f"{time.strftime('%Y/%m/%d')}/[{worker.spec.version}]{worker.pid}"
-        now_ms = int(time.time() * 1000)
-        try:
-            logs = self.cloud.backend("logs")
-            logs.ensure_log_group(worker.spec.log_group)
-            logs.ensure_log_stream(worker.spec.log_group, stream)
-            logs.put_log_events(worker.spec.log_group, stream,
-                                [{"timestamp": now_ms, "message": line} for line in lines])
-        except Exception as error:  # logs are a convenience; never fail the invocation for them
-            print(f"localcloud: could not store Lambda logs: {error!r}", file=sys.stderr)
+        put_log_lines(self.cloud.backend("logs"), worker.spec.log_group, stream, lines)
 
     @staticmethod
     def _exchange(worker: Worker, request: dict, timeout_s: float) -> dict | None:

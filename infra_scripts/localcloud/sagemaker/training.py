@@ -45,7 +45,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import tarfile
 import threading
@@ -61,7 +60,13 @@ from typing import IO, Any
 
 from werkzeug.wrappers import Request, Response
 
-from infra_scripts.localcloud.server import (
+from infra_scripts.localcloud.core.logs import put_log_lines
+from infra_scripts.localcloud.core.moto_fields import set_fields, utcnow
+from infra_scripts.localcloud.core.processes import free_port, signal_group
+from infra_scripts.localcloud.core.requests import request_region
+from infra_scripts.localcloud.core.s3 import object_keys
+from infra_scripts.localcloud.core.s3 import split_s3_uri as s3_location
+from infra_scripts.localcloud.core.server import (
     LOCAL_CREDENTIALS,
     LocalCloud,
     aws_error,
@@ -72,7 +77,7 @@ from infra_scripts.localcloud.server import (
 
 OPTIONS_KEY = "sagemaker_training"
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+PROJECT_ROOT = Path(__file__).resolve().parents[3]
 TERMINAL = frozenset({"Completed", "Failed", "Stopped"})
 JOB_NAME = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")
 MAX_REASON = 1024
@@ -92,11 +97,6 @@ MESSAGES = {
 class JobError(Exception):
     """A failure SageMaker blames on the request or its data (FailureReason ``ClientError``)."""
 
-
-def utcnow() -> datetime:
-    from moto.core.utils import utcnow as moto_utcnow  # the clock moto's own fields use
-
-    return moto_utcnow()
 
 
 # -- run state ------------------------------------------------------------------------------
@@ -137,7 +137,7 @@ class TrainingRun:
 
 # -- the extension ------------------------------------------------------------------------
 class LocalTraining:
-    """Runs and tracks the local cloud's training jobs; ``cloud.extensions['sagemaker_training']``."""
+    """Runs and tracks the local cloud's training jobs; ``cloud.extensions['sagemaker.training']``."""
 
     def __init__(self, cloud: LocalCloud) -> None:
         self.cloud = cloud
@@ -201,7 +201,7 @@ class LocalTraining:
         for run in runs:
             run.stop_requested.set()
             for host in run.hosts:
-                _signal_group(host.popen, signal.SIGKILL)
+                signal_group(host.popen.pid, signal.SIGKILL)
         for run in runs:
             if run.thread is not None:
                 run.thread.join(timeout=10)
@@ -216,12 +216,12 @@ class LocalTraining:
             self._finish(run, "Failed", reason=f"InternalServerError: {error!r}")
         finally:
             for host in run.hosts:
-                _signal_group(host.popen, signal.SIGKILL)
+                signal_group(host.popen.pid, signal.SIGKILL)
                 with run.lock:
                     host.log.close()
 
     def _lifecycle(self, run: TrainingRun) -> None:
-        _set(run.job, training_start_time=utcnow())
+        set_fields(run.job, training_start_time=utcnow())
         _transition(run, "Downloading")
         self._download_inputs(run)
         command, cwd, code_dir = self._entry(run)
@@ -250,10 +250,10 @@ class LocalTraining:
             end = utcnow()
             start = job.training_start_time or job.creation_time
             seconds = max(1, int((end - start).total_seconds()))
-            _set(job, training_end_time=end, training_time_in_seconds=seconds,
+            set_fields(job, training_end_time=end, training_time_in_seconds=seconds,
                  billable_time_in_seconds=seconds)
             if reason:
-                _set(job, failure_reason=reason[:MAX_REASON])  # visible before the status
+                set_fields(job, failure_reason=reason[:MAX_REASON])  # visible before the status
             primary = "Stopped" if outcome == "MaxRuntimeExceeded" else outcome
             _transition(run, outcome, primary=primary)
 
@@ -337,7 +337,7 @@ class LocalTraining:
         """Run one process per instance; returns the host that failed, or None."""
         count = int((run.job.resource_config or {}).get("InstanceCount", 1))
         hosts = [f"algo-{index + 1}" for index in range(count)]
-        port = _free_port() if count > 1 else None
+        port = free_port() if count > 1 else None
         for host in hosts:
             env = self._host_env(run, host, hosts, code_dir, port)
             run.hosts.append(self._spawn(run, host, command, cwd, env))
@@ -364,7 +364,7 @@ class LocalTraining:
         if failed is not None:  # SageMaker ends the other hosts when one fails
             _terminate(run.hosts, 1.0)
         for host in run.hosts:
-            _signal_group(host.popen, signal.SIGKILL)  # orphaned workers would hold the pipes
+            signal_group(host.popen.pid, signal.SIGKILL)  # orphaned workers would hold the pipes
             for reader in host.readers:
                 reader.join(timeout=5)
         return failed
@@ -424,7 +424,6 @@ class LocalTraining:
                env: dict[str, str]) -> HostProcess:
         log = open(run.host_dir(host) / f"{host}.log", "a", encoding="utf-8")  # noqa: SIM115
         stream = f"{run.name}/{host}-{int(time.time())}"
-        self._ensure_stream(run.region, stream)
         popen = subprocess.Popen(command, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                  start_new_session=True)  # its own group: stop kills workers too
@@ -455,7 +454,7 @@ class LocalTraining:
                 process.stderr_tail.append(line)
             self._put_log_event(run.region, process.stream, line)
             if _record_metrics(run, line, now):
-                _set(run.job, final_metric_data_list=[
+                set_fields(run.job, final_metric_data_list=[
                     {"MetricName": name, "Value": value, "Timestamp": stamp}
                     for name, (value, stamp) in run.metrics.items()])
 
@@ -463,20 +462,9 @@ class LocalTraining:
         with open(run.root / "localcloud.log", "a", encoding="utf-8") as log:
             log.write(text)
 
-    # -- CloudWatch Logs (moto's in-process backend) -------------------------------------------
-    def _ensure_stream(self, region: str, stream: str) -> None:
-        logs = self.cloud.backend("logs", region)
-        logs.ensure_log_group(LOG_GROUP)
-        logs.ensure_log_stream(LOG_GROUP, stream)
-
     def _put_log_event(self, region: str, stream: str, message: str) -> None:
-        if self._closing.is_set():
-            return
-        try:
-            event = {"timestamp": int(time.time() * 1000), "message": message or " "}
-            self.cloud.backend("logs", region).put_log_events(LOG_GROUP, stream, [event])
-        except Exception:  # logging must never fail the job; the log file has the line
-            pass
+        if not self._closing.is_set():  # the log file keeps the line either way
+            put_log_lines(self.cloud.backend("logs", region), LOG_GROUP, stream, [message])
 
     # -- outputs ------------------------------------------------------------------------------
     def _upload_outputs(self, run: TrainingRun) -> None:
@@ -485,7 +473,7 @@ class LocalTraining:
         output = job.output_data_config["S3OutputPath"].rstrip("/")
         model_uri = f"{output}/{run.name}/output/model.tar.gz"
         self._upload_tar(primary / "model", model_uri)
-        _set(job, model_artifacts={"S3ModelArtifacts": model_uri})
+        set_fields(job, model_artifacts={"S3ModelArtifacts": model_uri})
         if any((primary / "output" / "data").iterdir()):
             self._upload_tar(primary / "output" / "data",
                              f"{output}/{run.name}/output/output.tar.gz")
@@ -522,15 +510,7 @@ class LocalTraining:
             aws_secret_access_key=LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"])
 
 
-# -- moto job fields ------------------------------------------------------------------------
-def _set(job: Any, **fields: Any) -> None:
-    """Update response fields of moto's job; readers serialise ``__dict__`` concurrently, so
-    only values of keys created in ``_prepare_job`` are replaced (the dict never grows here)."""
-    for name, value in fields.items():
-        setattr(job, name, value)
-    job.last_modified_time = utcnow()
-
-
+# -- moto job fields (only keys created in ``_prepare_job`` are set later) --------------------
 def _transition(run: TrainingRun, secondary: str, primary: str | None = None) -> None:
     with run.lock:
         job = run.job
@@ -542,9 +522,9 @@ def _transition(run: TrainingRun, secondary: str, primary: str | None = None) ->
         if secondary in TERMINAL or secondary == "MaxRuntimeExceeded":
             entry["EndTime"] = now
         transitions.append(entry)
-        _set(job, secondary_status_transitions=transitions, secondary_status=secondary)
+        set_fields(job, secondary_status_transitions=transitions, secondary_status=secondary)
         if primary:
-            _set(job, training_job_status=primary)
+            set_fields(job, training_job_status=primary)
 
 
 def _prepare_job(job: Any, metric_definitions: list | None,
@@ -639,42 +619,25 @@ def cli_args(hyperparameters: dict[str, Any]) -> list[str]:
 
 # -- small helpers --------------------------------------------------------------------------
 def split_s3_uri(uri: str) -> tuple[str, str]:
-    if not uri.startswith("s3://"):
-        raise JobError(f"not an s3:// URI: {uri!r}")
-    bucket, _, key = uri[5:].partition("/")
-    return bucket, key
+    """A job's S3 location; a malformed one is the request's fault (ClientError)."""
+    try:
+        return s3_location(uri)
+    except ValueError as error:
+        raise JobError(str(error)) from None
 
 
 def _list_keys(s3: Any, bucket: str, prefix: str) -> Iterator[str]:
     try:
-        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-            for item in page.get("Contents", []):
-                if not item["Key"].endswith("/"):
-                    yield item["Key"]
+        yield from object_keys(s3, bucket, prefix)
     except Exception as error:
-        if isinstance(error, JobError):
-            raise
         raise JobError(f"Data download failed for s3://{bucket}/{prefix}: {error}") from None
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _signal_group(popen: subprocess.Popen, sig: signal.Signals) -> None:
-    try:
-        os.killpg(popen.pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def _terminate(hosts: list[HostProcess], grace_s: float) -> None:
     """SIGTERM each host's process group (SageMaker's stop signal), then SIGKILL after grace."""
     for host in hosts:
         if host.popen.poll() is None:
-            _signal_group(host.popen, signal.SIGTERM)
+            signal_group(host.popen.pid, signal.SIGTERM)
     deadline = time.monotonic() + grace_s
     for host in hosts:
         try:
@@ -682,14 +645,8 @@ def _terminate(hosts: list[HostProcess], grace_s: float) -> None:
         except subprocess.TimeoutExpired:
             pass
     for host in hosts:
-        _signal_group(host.popen, signal.SIGKILL)
+        signal_group(host.popen.pid, signal.SIGKILL)
         host.popen.wait()
-
-
-def request_region(request: Request, default: str) -> str:
-    """The region a SigV4-signed request was made for."""
-    match = re.search(r"Credential=[^/]+/\d{8}/([^/]+)/", request.headers.get("Authorization", ""))
-    return match.group(1) if match else default
 
 
 # -- wiring -----------------------------------------------------------------------------------
@@ -760,7 +717,7 @@ def _handle_stop(training: LocalTraining, request: Request) -> Response:
                          f"training job is in status {job.training_job_status}.")
     run = training.runs.get(job.arn)
     if run is None:  # not started by this cloud (should not happen); end it on paper
-        _set(job, training_job_status="Stopped", secondary_status="Stopped")
+        set_fields(job, training_job_status="Stopped", secondary_status="Stopped")
     else:
         training.request_stop(run)
     return json_response(200, {})

@@ -11,10 +11,8 @@ import atexit
 import hashlib
 import http.client
 import itertools
-import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tarfile
@@ -28,12 +26,15 @@ from typing import Any
 
 import urllib3
 
+from infra_scripts.localcloud.core.processes import LOOPBACK, end_group, free_port, signal_group
+from infra_scripts.localcloud.core.s3 import object_keys, relative_key, split_s3_uri
+
 # The SageMaker hosting contract: the container serves /ping and /invocations on a port.
 DEFAULT_SERVER_COMMAND: tuple[str, ...] = (
     "{python}", "-m", "inference.server", "--model", "{model}", "--port", "{port}",
     "--host", "{host}",
 )
-HOST = "127.0.0.1"
+HOST = LOOPBACK
 PING_INTERVAL_S = 0.1
 
 _live: set[subprocess.Popen] = set()  # safety net if the cloud is never stopped
@@ -66,12 +67,6 @@ class Reply:
     status: int
     body: bytes
     headers: dict[str, str] = field(default_factory=dict)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        return int(probe.getsockname()[1])
 
 
 def last_line(path: Path) -> str:
@@ -171,27 +166,14 @@ class ModelInstance:
             self._pool.close()
         if self.process is None:
             return
-        _signal_group(self.process, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=self.spec.stop_grace_s)
-        except subprocess.TimeoutExpired:
-            pass
-        _signal_group(self.process, signal.SIGKILL)  # also any worker left in the group
-        self.process.wait()
+        end_group(self.process, self.spec.stop_grace_s)  # SIGKILL also reaches leftover workers
         _live.discard(self.process)
-
-
-def _signal_group(process: subprocess.Popen, sig: int) -> None:
-    try:
-        os.killpg(process.pid, sig)
-    except OSError:
-        pass
 
 
 @atexit.register
 def _kill_leftovers() -> None:
     for process in list(_live):
-        _signal_group(process, signal.SIGKILL)
+        signal_group(process.pid, signal.SIGKILL)
 
 
 class Fleet:
@@ -378,19 +360,19 @@ class ArtifactStore:
 
 
 def _download_prefix(client: Any, bucket: str, prefix: str, staging: Path) -> None:
-    paginator = client.get_paginator("list_objects_v2")
-    for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
-        for item in page.get("Contents", []):
-            relative = item["Key"][len(prefix):].lstrip("/")
-            if not relative or ".." in Path(relative).parts:
-                continue
-            destination = staging / relative
-            destination.parent.mkdir(parents=True, exist_ok=True)
-            client.download_file(bucket, item["Key"], str(destination))
+    for key in object_keys(client, bucket, prefix):
+        relative = relative_key(key, prefix)
+        if relative is None:
+            continue
+        destination = staging / relative
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        client.download_file(bucket, key, str(destination))
 
 
 def _split_s3_url(url: str) -> tuple[str, str]:
-    if not url.startswith("s3://") or "/" not in url[5:]:
-        raise ModelDataError(f"Model data URL {url!r} is not an s3://bucket/key URL")
-    bucket, _, key = url[5:].partition("/")
-    return bucket, key
+    try:
+        if "/" in url[5:]:
+            return split_s3_uri(url)
+    except ValueError:
+        pass
+    raise ModelDataError(f"Model data URL {url!r} is not an s3://bucket/key URL")

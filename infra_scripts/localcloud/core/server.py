@@ -35,19 +35,27 @@ LOCAL_CREDENTIALS = {
 
 # Order matters only where one extension builds on another's routes.
 DEFAULT_EXTENSIONS: tuple[str, ...] = (
-    "infra_scripts.localcloud.iam_enforcement",  # first: authorizes before any route
-    "infra_scripts.localcloud.lambda_runtime",
-    "infra_scripts.localcloud.lambda_provisioned",
-    "infra_scripts.localcloud.sagemaker_endpoints",
-    "infra_scripts.localcloud.autoscaling",  # needs sagemaker_endpoints
-    "infra_scripts.localcloud.redrive",
-    "infra_scripts.localcloud.s3_events",
-    "infra_scripts.localcloud.sagemaker_training",
-    "infra_scripts.localcloud.sagemaker_hpo",  # needs sagemaker_training
-    "infra_scripts.localcloud.ec2_instances",
+    "infra_scripts.localcloud.iam.enforcement",  # first: authorizes before any route
+    "infra_scripts.localcloud.awslambda.runtime",
+    "infra_scripts.localcloud.awslambda.provisioned",
+    "infra_scripts.localcloud.sagemaker.endpoints",
+    "infra_scripts.localcloud.autoscaling.controller",  # needs sagemaker.endpoints
+    "infra_scripts.localcloud.stepfunctions.redrive",
+    "infra_scripts.localcloud.events.s3_events",
+    "infra_scripts.localcloud.sagemaker.training",
+    "infra_scripts.localcloud.sagemaker.hpo",  # needs sagemaker.training
+    "infra_scripts.localcloud.ec2.instances",
 )
 
+PACKAGE = "infra_scripts.localcloud."
+
 RouteMatcher = Callable[[Request], bool]
+
+
+def extension_key(module_name: str) -> str:
+    """``cloud.extensions`` key of an extension: its module path below the local cloud package
+    (``awslambda.runtime``, ``sagemaker.training``), so two services' modules may share a name."""
+    return module_name.removeprefix(PACKAGE)
 RouteHandler = Callable[[Request], Response]
 
 
@@ -162,7 +170,7 @@ class LocalCloud:
         self._enable_state_machine_execution()
         for name in self.extension_names:
             module = importlib.import_module(name)
-            self.extensions[name.rsplit(".", 1)[-1]] = module.install(self)
+            self.extensions[extension_key(name)] = module.install(self)
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="localcloud-http", daemon=True
         )

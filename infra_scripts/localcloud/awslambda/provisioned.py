@@ -17,8 +17,8 @@ from urllib.parse import unquote
 
 from werkzeug.wrappers import Request, Response
 
-from infra_scripts.localcloud.lambda_runtime import LambdaRuntime
-from infra_scripts.localcloud.server import LocalCloud, aws_error, json_response
+from infra_scripts.localcloud.awslambda.runtime import LambdaRuntime
+from infra_scripts.localcloud.core.server import LocalCloud, aws_error, json_response
 
 PATH_PREFIX = "/2019-09-30/functions/"
 PATH_SUFFIX = "/provisioned-concurrency"
@@ -166,7 +166,7 @@ def _dispatch(service: ProvisionedConcurrency, request: Request, name: str,
 
 
 def install(cloud: LocalCloud) -> ProvisionedConcurrency:
-    runtime = cloud.extensions["lambda_runtime"]
+    runtime = cloud.extensions["awslambda.runtime"]
     service = ProvisionedConcurrency(runtime)
     cloud.add_route(_is_provisioned_path, lambda request: _handle(service, request))
     return service

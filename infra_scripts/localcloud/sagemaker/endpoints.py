@@ -34,7 +34,15 @@ from moto.sagemaker.exceptions import AWSValidationException, ValidationError
 from moto.sagemaker.models import FakeEndpoint, FakeEndpointConfig, SageMakerModelBackend
 from werkzeug.wrappers import Request, Response
 
-from infra_scripts.localcloud.model_instances import (
+from infra_scripts.localcloud.core.requests import request_region
+from infra_scripts.localcloud.core.server import (
+    LocalCloud,
+    aws_error,
+    json_response,
+    match_path,
+    match_target,
+)
+from infra_scripts.localcloud.sagemaker.instances import (
     DEFAULT_SERVER_COMMAND,
     ArtifactStore,
     Fleet,
@@ -42,13 +50,6 @@ from infra_scripts.localcloud.model_instances import (
     LaunchSpec,
     ModelInstance,
     Reply,
-)
-from infra_scripts.localcloud.server import (
-    LocalCloud,
-    aws_error,
-    json_response,
-    match_path,
-    match_target,
 )
 
 OPTIONS = "sagemaker_endpoints"
@@ -515,12 +516,6 @@ class SageMakerEndpoints:
 def failure_reason(error: Exception) -> str:
     """The text for FailureReason: moto's errors carry it in .message."""
     return str(getattr(error, "message", "") or error)
-
-
-def request_region(request: Request, default: str) -> str:
-    """The region from the SigV4 credential scope (…/<date>/<region>/<service>/aws4_request)."""
-    found = re.search(r"Credential=[^/]+/\d{8}/([^/]+)/", request.headers.get("Authorization", ""))
-    return found.group(1) if found else default
 
 
 def _header(headers: dict[str, str], name: str) -> str | None:

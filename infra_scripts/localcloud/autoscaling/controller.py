@@ -36,14 +36,14 @@ from moto.applicationautoscaling.models import (
 from moto.core.exceptions import JsonRESTError
 from werkzeug.wrappers import Request, Response
 
-from infra_scripts.localcloud.sagemaker_endpoints import (
+from infra_scripts.localcloud.core.requests import request_region
+from infra_scripts.localcloud.core.server import LocalCloud, aws_error, json_response, match_target
+from infra_scripts.localcloud.sagemaker.endpoints import (
     EndpointBusy,
     Key,
     SageMakerEndpoints,
     VariantView,
-    request_region,
 )
-from infra_scripts.localcloud.server import LocalCloud, aws_error, json_response, match_target
 
 OPTIONS = "autoscaling"
 NAMESPACE = "sagemaker"
@@ -287,7 +287,7 @@ def alarm_cause(resource_id: str, alarm: str, policy_names: str) -> str:
 
 
 def install(cloud: LocalCloud) -> AutoscalingController:
-    endpoints = cloud.extensions.get("sagemaker_endpoints")
+    endpoints = cloud.extensions.get("sagemaker.endpoints")
     if not isinstance(endpoints, SageMakerEndpoints):
         raise RuntimeError("autoscaling needs the sagemaker_endpoints extension installed first")
     controller = AutoscalingController(cloud, endpoints)

@@ -30,7 +30,6 @@ from __future__ import annotations
 import base64
 import os
 import re
-import signal
 import subprocess
 import threading
 import time
@@ -38,7 +37,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from infra_scripts.localcloud.server import LocalCloud, python_executable
+from infra_scripts.localcloud.core.processes import end_group
+from infra_scripts.localcloud.core.server import LocalCloud, python_executable
 
 OPTIONS_KEY = "ec2_instances"
 RUNNABLE_MARKER = "# localcloud: runnable"
@@ -120,7 +120,7 @@ class InstanceRun:
 
 
 class LocalInstances:
-    """Runs instances' user data; ``cloud.extensions['ec2_instances']``."""
+    """Runs instances' user data; ``cloud.extensions['ec2.instances']``."""
 
     def __init__(self, cloud: LocalCloud) -> None:
         self.cloud = cloud
@@ -208,7 +208,7 @@ class LocalInstances:
             time.sleep(0.05)
         shut_down = run.shutdown_file.exists()
         if shut_down:
-            _end_processes(run.popen, grace)
+            end_group(run.popen, grace)
         return shut_down and not run.ended
 
     def _instance_shutdown(self, run: InstanceRun) -> None:
@@ -260,14 +260,14 @@ class LocalInstances:
         grace = float(self.option("kill_grace_s", 2))
         for run in runs:
             if run.popen is not None:
-                _end_processes(run.popen, grace)
+                end_group(run.popen, grace)
         return result
 
     def shutdown(self) -> None:
         self._closing.set()
         for run in list(self.runs.values()):
             if run.popen is not None:
-                _end_processes(run.popen, 0.0)
+                end_group(run.popen, 0.0)
         for run in list(self.runs.values()):
             if run.thread is not None:
                 run.thread.join(timeout=10)
@@ -277,21 +277,6 @@ def _set_state(instance: Any, name: str) -> None:
     from moto.ec2.models.instances import InstanceState
 
     instance._state = InstanceState(name, STATE_CODES[name])  # one assignment: readers see a pair
-
-
-def _end_processes(popen: subprocess.Popen, grace_s: float) -> None:
-    """SIGTERM the script's process group, SIGKILL what is left after the grace period."""
-    for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, None)):
-        if sig == signal.SIGTERM and (grace_s <= 0 or popen.poll() is not None):
-            continue
-        try:
-            os.killpg(popen.pid, sig)
-        except (ProcessLookupError, PermissionError):
-            pass
-        try:
-            popen.wait(timeout=wait_s)
-        except subprocess.TimeoutExpired:
-            pass
 
 
 # -- wiring -------------------------------------------------------------------------------------

@@ -1,0 +1,1 @@
+"""Application Auto Scaling: target tracking applied to SageMaker variants."""

@@ -1,0 +1,1 @@
+"""Lambda: Invoke runs deployed code in warm execution environments; provisioned concurrency."""

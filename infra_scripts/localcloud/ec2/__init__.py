@@ -1,0 +1,1 @@
+"""EC2: instances that run their training user data locally."""

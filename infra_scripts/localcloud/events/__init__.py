@@ -1,0 +1,1 @@
+"""EventBridge: S3 object-created events delivered to Lambda and Step Functions targets."""

@@ -1,0 +1,1 @@
+"""IAM: authorization of the requests the local cloud serves."""

@@ -1,0 +1,1 @@
+"""SageMaker: training and tuning jobs as local processes; endpoints and their instances."""

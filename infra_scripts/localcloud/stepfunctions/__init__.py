@@ -1,0 +1,1 @@
+"""Step Functions: RedriveExecution on moto's interpreter."""
