@@ -50,13 +50,13 @@ def fail_first_invocations(cloud: LocalCloud, function_name: str, count: int) ->
     runtime, failures = cloud.extensions["awslambda.runtime"], []
     original = runtime.invoke
 
-    def invoke(fn, event: str, tail_logs: bool = False) -> InvokeResult:
+    def invoke(fn, event: str, tail_logs: bool = False, **options) -> InvokeResult:
         if fn.function_name == function_name and len(failures) < count:
             failures.append(1)
             payload = {"errorType": "TransientAwsError", "errorMessage": "ThrottlingException: Rate exceeded",
                        "stackTrace": []}
             return InvokeResult(200, json.dumps(payload).encode(), function_error="Unhandled")
-        return original(fn, event, tail_logs)
+        return original(fn, event, tail_logs, **options)
 
     cloud.patch(runtime, "invoke", invoke)
     return failures

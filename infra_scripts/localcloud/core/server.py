@@ -37,6 +37,7 @@ LOCAL_CREDENTIALS = {
 DEFAULT_EXTENSIONS: tuple[str, ...] = (
     "infra_scripts.localcloud.iam.enforcement",  # first: authorizes before any route
     "infra_scripts.localcloud.awslambda.runtime",
+    "infra_scripts.localcloud.awslambda.limits",
     "infra_scripts.localcloud.awslambda.provisioned",
     "infra_scripts.localcloud.sagemaker.endpoints",
     "infra_scripts.localcloud.autoscaling.controller",  # needs sagemaker.endpoints

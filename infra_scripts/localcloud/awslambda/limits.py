@@ -1,0 +1,152 @@
+"""Lambda's control-plane quotas, refused as AWS refuses them (Lambda quotas,
+https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html):
+
+- environment variables: 4 KB in all, measured as the compact JSON of the map, at CreateFunction
+  and UpdateFunctionConfiguration;
+- deployment package: 50 MB zipped for a direct upload, 250 MB unzipped with its layers, at most
+  5 layers, at CreateFunction, UpdateFunctionCode and UpdateFunctionConfiguration;
+- account concurrency (option ``lambda.account_concurrency``, default 1000): reserving leaves at
+  least 100 unreserved (moto's own check, switched on with its quota variable), and
+  GetAccountSettings reports the limits (moto lacks the API).
+The runtime (``runtime``) enforces the invoke-time limits.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from typing import Any
+
+from werkzeug.wrappers import Request, Response
+
+from infra_scripts.localcloud.awslambda import packages
+from infra_scripts.localcloud.core.server import LocalCloud, json_response, match_path
+
+MAX_ENVIRONMENT_BYTES = 4 * 1024
+MAX_ZIPPED_BYTES = 50 * 1024 * 1024  # 52428800
+MAX_UNZIPPED_BYTES = 250 * 1024 * 1024  # 262144000, code and layers together
+MAX_LAYERS = 5
+TOTAL_CODE_STORAGE = 75 * 1024 ** 3
+UNRESERVED_MINIMUM = 100
+ACCOUNT_SETTINGS_PATH = r"/2016-08-19/account-settings/?"
+
+
+def _invalid(message: str) -> Exception:
+    from moto.awslambda.exceptions import InvalidParameterValueException
+
+    return InvalidParameterValueException(message)
+
+
+class RequestEntityTooLarge(Exception):
+    pass
+
+
+def check_environment(variables: dict[str, str] | None) -> None:
+    measured = json.dumps(variables or {}, separators=(",", ":"), ensure_ascii=False)
+    if len(measured.encode()) > MAX_ENVIRONMENT_BYTES:
+        raise _invalid("Lambda was unable to configure your environment variables because the "
+                       "environment variables you have provided exceeded the 4KB limit. "
+                       f"String measured: {measured}")
+
+
+def check_zipped(code: dict[str, Any]) -> None:
+    if "ZipFile" in code and len(base64.b64decode(code["ZipFile"])) > MAX_ZIPPED_BYTES:
+        raise RequestEntityTooLarge(f"Zipped size must be smaller than {MAX_ZIPPED_BYTES} bytes")
+
+
+def check_unzipped(fn: Any, backend: Any) -> None:
+    if len(fn.layers or []) > MAX_LAYERS:
+        raise _invalid(f"Cannot reference more than {MAX_LAYERS} layers.")
+    total = packages.unzipped_size(fn.code_bytes) if fn.code_bytes else 0
+    total += sum(packages.unzipped_size(archive) for archive in packages.layer_archives(fn, backend)
+                 if archive)
+    if total > MAX_UNZIPPED_BYTES:
+        raise _invalid(f"Unzipped size must be smaller than {MAX_UNZIPPED_BYTES} bytes")
+
+
+def _wrap_create(original: Any) -> Any:
+    def create_function(backend: Any, spec: dict[str, Any]) -> Any:
+        check_environment((spec.get("Environment") or {}).get("Variables"))
+        check_zipped(spec.get("Code") or {})
+        if len(spec.get("Layers") or []) > MAX_LAYERS:
+            raise _invalid(f"Cannot reference more than {MAX_LAYERS} layers.")
+        fn = original(backend, spec)
+        try:
+            check_unzipped(fn, backend)
+        except Exception:
+            backend.delete_function(fn.function_name)  # refused: nothing is left behind
+            raise
+        return fn
+
+    return create_function
+
+
+def _wrap_update_configuration(original: Any) -> Any:
+    def update_function_configuration(backend: Any, function_name: str, qualifier: str,
+                                      body: dict[str, Any]) -> Any:
+        if "Environment" in body:
+            check_environment((body.get("Environment") or {}).get("Variables"))
+        if len(body.get("Layers") or []) > MAX_LAYERS:
+            raise _invalid(f"Cannot reference more than {MAX_LAYERS} layers.")
+        return original(backend, function_name, qualifier, body)
+
+    return update_function_configuration
+
+
+def _wrap_update_code(original: Any) -> Any:
+    def update_function_code(backend: Any, function_name: str, qualifier: str,
+                             body: dict[str, Any]) -> Any:
+        check_zipped(body)
+        return original(backend, function_name, qualifier, body)
+
+    return update_function_code
+
+
+def account_settings(cloud: LocalCloud, account_concurrency: int) -> dict[str, Any]:
+    backend = cloud.backend("lambda")
+    functions = list(backend.list_functions())
+    reserved = sum(int(fn.reserved_concurrency or 0) for fn in functions)
+    code_size = sum(int(fn.code_size or 0) for fn in functions)
+    return {
+        "AccountLimit": {
+            "TotalCodeSize": TOTAL_CODE_STORAGE, "CodeSizeUnzipped": MAX_UNZIPPED_BYTES,
+            "CodeSizeZipped": MAX_ZIPPED_BYTES, "ConcurrentExecutions": account_concurrency,
+            "UnreservedConcurrentExecutions": account_concurrency - reserved,
+        },
+        "AccountUsage": {"TotalCodeSize": code_size, "FunctionCount": len(functions)},
+    }
+
+
+def _too_large_route(original: Any) -> Any:
+    """moto answers a raised exception with a 500; the zipped-size refusal is AWS's 413."""
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return original(*args, **kwargs)
+        except RequestEntityTooLarge as error:
+            body = json.dumps({"Type": "User", "message": str(error)})
+            return 413, {"x-amzn-ErrorType": "RequestEntityTooLargeException"}, body
+
+    return guarded
+
+
+def install(cloud: LocalCloud) -> None:
+    from moto.awslambda.models import LambdaBackend
+    from moto.awslambda.responses import LambdaResponse
+
+    account_concurrency = int(cloud.settings.option("lambda", "account_concurrency", 1000))
+    previous = os.environ.get("MOTO_LAMBDA_CONCURRENCY_QUOTA")
+    os.environ["MOTO_LAMBDA_CONCURRENCY_QUOTA"] = str(account_concurrency)
+    cloud.on_stop(lambda: os.environ.pop("MOTO_LAMBDA_CONCURRENCY_QUOTA", None) if previous is None
+                  else os.environ.__setitem__("MOTO_LAMBDA_CONCURRENCY_QUOTA", previous))
+    for name, wrap in (("create_function", _wrap_create),
+                       ("update_function_configuration", _wrap_update_configuration),
+                       ("update_function_code", _wrap_update_code)):
+        cloud.patch(LambdaBackend, name, wrap(getattr(LambdaBackend, name)))
+    for name in ("create_function", "update_function_code"):
+        cloud.patch(LambdaResponse, name, _too_large_route(getattr(LambdaResponse, name)))
+
+    def settings(_: Request) -> Response:
+        return json_response(200, account_settings(cloud, account_concurrency))
+
+    cloud.add_route(match_path("GET", ACCOUNT_SETTINGS_PATH), settings)

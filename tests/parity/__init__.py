@@ -1,0 +1,1 @@
+"""Parity tests: the local cloud refuses what AWS refuses, the same way."""
