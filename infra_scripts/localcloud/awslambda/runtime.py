@@ -47,7 +47,7 @@ LOG_TAIL_BYTES = 4096
 WATCH_INTERVAL_S = 0.02  # how often a running invocation's memory and process are checked
 # "Invocation payload (request and response)": 6 MB each for synchronous invocations.
 MAX_REQUEST_BYTES = 6 * 1024 * 1024  # 6291456, the figure AWS's error message names
-MAX_ASYNC_REQUEST_BYTES = 256 * 1024
+MAX_ASYNC_REQUEST_BYTES = 1024 * 1024  # asynchronous (Event) invocations: 1 MB since October 2025
 
 
 @dataclass
@@ -84,6 +84,7 @@ class LambdaRuntime:
         self._idle: dict[tuple[str, str, str], list[Environment]] = defaultdict(list)
         self._all: list[Environment] = []
         self._in_flight: dict[str, int] = defaultdict(int)
+        self._unreserved_in_flight = 0
         self.stats: dict[str, FunctionStats] = defaultdict(FunctionStats)
         self._zygote: Zygote | None = None
         self.account_concurrency = int(cloud.settings.option("lambda", "account_concurrency", 1000))
@@ -214,32 +215,33 @@ class LambdaRuntime:
             return len(self._idle[(function_name, version, pool)])
 
     # -- admission ------------------------------------------------------------------------
-    def _admit(self, function_name: str) -> None:
+    def _admit(self, function_name: str) -> bool:
+        """Count the invocation in; True when it draws on the account's unreserved pool."""
         reserved = self.reserved_concurrency(function_name)
         unreserved_pool = self.account_concurrency - self.total_reserved()
         with self._lock:
             stats = self.stats[function_name]
-            in_flight = self._in_flight[function_name]
-            if reserved is not None and in_flight >= reserved:
+            if reserved is not None and self._in_flight[function_name] >= reserved:
                 stats.throttles += 1
                 raise TooManyRequests("ReservedFunctionConcurrentInvocationLimitExceeded")
-            unreserved_in_flight = sum(count for name, count in self._in_flight.items()
-                                       if self.reserved_concurrency(name) is None)
-            if reserved is None and unreserved_in_flight >= unreserved_pool:
+            if reserved is None and self._unreserved_in_flight >= unreserved_pool:
                 stats.throttles += 1
                 raise TooManyRequests("ConcurrentInvocationLimitExceeded")
             self._in_flight[function_name] += 1
+            self._unreserved_in_flight += reserved is None
             stats.invocations += 1
             stats.max_concurrency = max(stats.max_concurrency, self._in_flight[function_name])
+        return reserved is None
 
-    def _release(self, function_name: str) -> None:
+    def _release(self, function_name: str, unreserved: bool) -> None:
         with self._lock:
             self._in_flight[function_name] -= 1
+            self._unreserved_in_flight -= unreserved
 
     # -- invoke -----------------------------------------------------------------------------
     def invoke(self, fn: Any, event: str | bytes, tail_logs: bool = False,
                qualifier: str | None = None, client_context: str | None = None) -> InvokeResult:
-        self._admit(fn.function_name)
+        unreserved = self._admit(fn.function_name)
         try:
             environment = self._checkout(fn, qualifier)
             if environment is None:
@@ -251,7 +253,7 @@ class LambdaRuntime:
             payload = event.encode() if isinstance(event, str) else event
             return self._run_on(environment, fn, payload, tail_logs, qualifier, client_context)
         finally:
-            self._release(fn.function_name)
+            self._release(fn.function_name, unreserved)
 
     def _checkout(self, fn: Any, qualifier: str | None) -> Environment | None:
         pool = self.provisioned_pool(fn.function_name, str(fn.version))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import queue
 import re
+import sys
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -53,7 +54,7 @@ class RuntimeApi:
         self.init = InitOutcome()
         self._inbox: queue.Queue[Invocation | None] = queue.Queue()
         self._current: Invocation | None = None
-        self._server = ThreadingHTTPServer((LOOPBACK, 0), _handler_for(self))
+        self._server = _Server((LOOPBACK, 0), _handler_for(self))
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name="lambda-runtime-api",
                                         daemon=True)
@@ -89,6 +90,13 @@ class RuntimeApi:
     def init_failed(self, body: bytes, error_type: str) -> None:
         self.init.error_body, self.init.error_type = body, error_type
         self.init.ready.set()
+
+
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request: object, client_address: object) -> None:
+        """A killed environment drops its connection mid-request: that is not an error here."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 def response_too_large() -> tuple[bytes, str]:
