@@ -37,7 +37,7 @@ from werkzeug.wrappers import Request, Response
 from infra_scripts.localcloud.awslambda import packages
 from infra_scripts.localcloud.awslambda.environments import Environment, Zygote, exit_description
 from infra_scripts.localcloud.awslambda.runtime_api import Invocation
-from infra_scripts.localcloud.awslambda.runtime_env import RUNTIME, runtime_environment
+from infra_scripts.localcloud.awslambda.runtime_env import RUNTIME, RuntimeEnvironment, runtime_environment
 from infra_scripts.localcloud.core.logs import put_log_lines
 from infra_scripts.localcloud.core.server import LocalCloud, aws_error, match_path
 
@@ -87,6 +87,7 @@ class LambdaRuntime:
         self._unreserved_in_flight = 0
         self.stats: dict[str, FunctionStats] = defaultdict(FunctionStats)
         self._zygote: Zygote | None = None
+        self.environment: RuntimeEnvironment | None = None  # known once the zygote is up
         self.account_concurrency = int(cloud.settings.option("lambda", "account_concurrency", 1000))
         # Set by the provisioned-concurrency extension: (function, version) → its pool, or None.
         self.provisioned_pool: Any = lambda function_name, version: None
@@ -94,7 +95,8 @@ class LambdaRuntime:
     def zygote(self) -> Zygote:
         with self._lock:
             if self._zygote is None:
-                self._zygote = Zygote(runtime_environment())
+                self.environment = runtime_environment()
+                self._zygote = Zygote(self.environment)
             return self._zygote
 
     # -- function resolution -------------------------------------------------------------
@@ -115,7 +117,7 @@ class LambdaRuntime:
     # -- environments ---------------------------------------------------------------------
     def _environment_variables(self, fn: Any, environment: Environment, initialization: str) -> dict:
         task_root = str(packages.task_root(self.root, fn))
-        runtime = runtime_environment(build=False)
+        assert self.environment is not None, "the zygote starts before any environment"
         return {
             **{str(k): str(v) for k, v in (fn.environment_vars or {}).items()},
             # What Lambda defines for every python3.11 function (reserved keys).
@@ -129,7 +131,7 @@ class LambdaRuntime:
             "AWS_LAMBDA_LOG_STREAM_NAME": environment.log_stream,
             "AWS_LAMBDA_RUNTIME_API": environment.api.address,
             "LAMBDA_TASK_ROOT": task_root,
-            "LAMBDA_RUNTIME_DIR": str(runtime.packages_dir),
+            "LAMBDA_RUNTIME_DIR": str(self.environment.packages_dir),
             "LANG": "en_US.UTF-8",
             "TZ": ":UTC",
             "PATH": "/usr/local/bin:/usr/bin:/bin",
@@ -138,6 +140,7 @@ class LambdaRuntime:
 
     def start_environment(self, fn: Any, pool: str = "") -> tuple[Environment, bytes | None]:
         """A cold start. Returns the environment, or an init error payload (it is then gone)."""
+        zygote = self.zygote()
         log_dir = self.root / "logs" / fn.function_name
         log_dir.mkdir(parents=True, exist_ok=True)
         stream_id = uuid.uuid4().hex
@@ -156,7 +159,6 @@ class LambdaRuntime:
         }
         with self._lock:
             self._all.append(environment)
-        zygote = self.zygote()
         started = time.perf_counter()
         self._log(environment, f"INIT_START Runtime Version: {RUNTIME}.localcloud")
         environment.pid = zygote.fork(spec, environment.on_exit)
