@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: run test lint bench clean chromium
+.PHONY: run test lint bench clean chromium lambda-artifacts
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -19,7 +19,13 @@ $(DEV_STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet -e ".[dev]"
 	touch $(STAMP) $@
 
-run: $(STAMP)
+# The handlers' dependencies layer (Powertools, for Lambda's platform): built once per
+# handlers/requirements.txt into ~/.cache/stepml (or $$STEPML_CACHE_DIR); the only step that
+# needs a package index, so `run` and `test` are offline after it. Prints the sizes.
+lambda-artifacts: | $(PY)
+	$(PY) -m infra_scripts.packaging
+
+run: $(STAMP) lambda-artifacts
 	$(VENV)/bin/stepml run
 
 # The browser test drives Debian's chromium (never a downloaded browser).
@@ -27,7 +33,7 @@ chromium:
 	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } \
 		|| echo "warning: could not install chromium; the browser test will be skipped"
 
-test: $(DEV_STAMP) chromium
+test: $(DEV_STAMP) chromium lambda-artifacts
 	$(PY) -m pytest
 
 lint: $(DEV_STAMP)

@@ -1,19 +1,48 @@
-"""Build what gets uploaded: the handlers' Lambda zip and the source bundles SageMaker and EC2
-instances run. Archives are deterministic (sorted entries, fixed timestamps) so an unchanged
-tree gives the same bytes and CodeSha256, and redeploys are no-ops."""
+"""Build what gets uploaded: the handlers' Lambda zip, the layer holding their dependencies,
+and the source bundles SageMaker and EC2 instances run. Archives are deterministic (sorted
+entries, fixed timestamps and modes) so an unchanged tree gives the same bytes and CodeSha256,
+and redeploys are no-ops.
+
+The layer is what ``sam build`` makes of ``handlers/requirements.txt`` for python3.11 on x86_64:
+pip installs it for the Lambda platform into ``python/`` (the layer path on ``sys.path``). It
+needs a package index once; the zip is then cached on disk under a hash of the requirements and
+the recipe (``$STEPML_CACHE_DIR``, default ``~/.cache/stepml``), so later builds and the tests
+are offline. ``python -m infra_scripts.packaging`` prebuilds it and reports the sizes against
+Lambda's limits.
+"""
 
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
+import os
+import subprocess
+import sys
 import tarfile
+import tempfile
 import zipfile
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 FIXED_TIME = (2020, 1, 1, 0, 0, 0)
 SKIP_PARTS = {"__pycache__", ".pytest_cache"}
+UNIX = 3  # ZipInfo.create_system; set explicitly, as its default depends on the building OS
+
+HANDLERS_REQUIREMENTS = PROJECT_ROOT / "handlers" / "requirements.txt"
+LAYER_ROOT = "python"  # Lambda puts /opt/python on sys.path
+# The Lambda platform, as `sam build` targets python3.11 on x86_64.
+LAYER_PLATFORM = ("--platform", "manylinux2014_x86_64", "--implementation", "cp",
+                  "--python-version", "3.11", "--only-binary=:all:")
+LAYER_FORMAT = "1"  # part of the cache key: bump it when what goes into the zip changes
+
+# Lambda's documented quotas (https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html):
+# a .zip uploaded directly is at most 50 MB; function code plus all its layers, unzipped, 250 MB.
+# Lambda counts MB as MiB: "Unzipped size must be smaller than 262144000 bytes".
+ZIPPED_LIMIT = 50 * 1024 * 1024
+UNZIPPED_LIMIT = 250 * 1024 * 1024
 
 # Script-mode entry points: the bundles keep the packages importable under their own names.
 TRAINING_ENTRY = "train_entry.py"
@@ -32,15 +61,97 @@ def _python_files(package: str) -> Iterator[tuple[str, Path]]:
             yield str(path.relative_to(PROJECT_ROOT)), path
 
 
-def handlers_zip() -> bytes:
-    """The deployment package of every handler Lambda: the ``handlers`` package only."""
+def deterministic_zip(entries: Iterable[tuple[str, bytes, int]]) -> bytes:
+    """A zip of (name, data, mode) entries, byte-identical for identical input in any order."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for name, path in _python_files("handlers"):
+        for name, data, mode in sorted(entries):
             info = zipfile.ZipInfo(name, date_time=FIXED_TIME)
-            info.external_attr = 0o644 << 16
-            archive.writestr(info, path.read_bytes(), zipfile.ZIP_DEFLATED)
+            info.create_system, info.external_attr = UNIX, (0o100000 | mode) << 16
+            archive.writestr(info, data, zipfile.ZIP_DEFLATED)
     return buffer.getvalue()
+
+
+def handlers_zip() -> bytes:
+    """The deployment package of every handler Lambda: the ``handlers`` package only (its
+    dependencies are in ``handler_dependencies_layer()``)."""
+    return deterministic_zip((name, path.read_bytes(), 0o644)
+                             for name, path in _python_files("handlers"))
+
+
+# -- the handlers' dependencies layer ---------------------------------------------------------------
+class LayerBuildError(RuntimeError):
+    pass
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("STEPML_CACHE_DIR") or Path.home() / ".cache" / "stepml")
+
+
+def layer_cache_key(requirements: bytes) -> str:
+    """What decides the layer's bytes: the requirements, the target platform, the zip format."""
+    recipe = "\0".join([LAYER_FORMAT, *LAYER_PLATFORM]).encode()
+    return hashlib.sha256(recipe + b"\0" + requirements).hexdigest()
+
+
+def layer_cache_path(requirements: Path = HANDLERS_REQUIREMENTS) -> Path:
+    return cache_dir() / "layers" / f"{layer_cache_key(requirements.read_bytes())}.zip"
+
+
+def pip_install_for_lambda(requirements: Path, target: Path) -> None:
+    """``sam build``'s install, for the Lambda platform (no bytecode: it is not shipped)."""
+    command = [sys.executable, "-m", "pip", "install", "--quiet", "--no-compile",
+               "--disable-pip-version-check", *LAYER_PLATFORM, "--target", str(target),
+               "-r", str(requirements)]
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise LayerBuildError(f"pip could not install {requirements} for the Lambda platform "
+                              f"(it needs a package index once; later builds use the cache "
+                              f"in {cache_dir()}):\n{result.stderr.strip()}")
+
+
+def shipped_in_layer(relative: PurePosixPath) -> bool:
+    """Bytecode, console scripts and pip's RECORD stay out: the first two are build-machine
+    specific (timestamps, the builder's interpreter in each shebang) and useless in a
+    read-only /opt; RECORD only serves uninstalling and hashes those scripts. The rest of each
+    .dist-info stays, so importlib.metadata still finds every distribution and its version."""
+    parts = relative.parts
+    if "__pycache__" in parts or relative.suffix == ".pyc":
+        return False
+    if parts[:2] == (LAYER_ROOT, "bin"):
+        return False
+    return not (relative.name == "RECORD" and relative.parent.name.endswith(".dist-info"))
+
+
+def zip_tree(root: Path) -> bytes:
+    """The files under ``root`` that a layer ships, keeping only the executable bit."""
+    entries = []
+    for path in root.rglob("*"):
+        relative = PurePosixPath(path.relative_to(root).as_posix())
+        if path.is_file() and not path.is_symlink() and shipped_in_layer(relative):
+            mode = 0o755 if path.stat().st_mode & 0o111 else 0o644
+            entries.append((str(relative), path.read_bytes(), mode))
+    return deterministic_zip(entries)
+
+
+def build_layer(requirements: Path = HANDLERS_REQUIREMENTS) -> bytes:
+    """Install ``requirements`` into ``python/`` of a fresh directory and zip it (no cache)."""
+    with tempfile.TemporaryDirectory(prefix="stepml-layer-") as scratch:
+        pip_install_for_lambda(requirements, Path(scratch) / LAYER_ROOT)
+        return zip_tree(Path(scratch))
+
+
+def handler_dependencies_layer(requirements: Path = HANDLERS_REQUIREMENTS) -> bytes:
+    """The layer zip of the handlers' dependencies, built once per requirements file."""
+    cached = layer_cache_path(requirements)
+    if cached.is_file():
+        return cached.read_bytes()
+    body = build_layer(requirements)
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    partial = cached.with_name(f"{cached.name}.{os.getpid()}.tmp")
+    partial.write_bytes(body)
+    partial.replace(cached)  # atomic: a reader never sees half a zip
+    return body
 
 
 def tar_gz(files: dict[str, bytes]) -> bytes:
@@ -76,3 +187,61 @@ def write_training_source_dir(target: Path) -> Path:
     with tarfile.open(fileobj=io.BytesIO(training_source()), mode="r:gz") as archive:
         archive.extractall(target, filter="data")
     return target
+
+
+# -- sizes against Lambda's quotas ------------------------------------------------------------------
+@dataclass(frozen=True)
+class ArchiveSize:
+    name: str
+    zipped: int
+    unzipped: int
+
+
+def archive_size(name: str, body: bytes) -> ArchiveSize:
+    with zipfile.ZipFile(io.BytesIO(body)) as archive:
+        return ArchiveSize(name, len(body), sum(info.file_size for info in archive.infolist()))
+
+
+@dataclass(frozen=True)
+class SizeReport:
+    archives: tuple[ArchiveSize, ...]
+
+    @property
+    def unzipped_total(self) -> int:
+        return sum(archive.unzipped for archive in self.archives)
+
+    def problems(self) -> list[str]:
+        found = [f"{a.name}: {a.zipped} bytes zipped exceeds {ZIPPED_LIMIT}"
+                 for a in self.archives if a.zipped > ZIPPED_LIMIT]
+        if self.unzipped_total > UNZIPPED_LIMIT:
+            found.append(f"code and layers: {self.unzipped_total} bytes unzipped exceed "
+                         f"{UNZIPPED_LIMIT}")
+        return found
+
+    def lines(self) -> list[str]:
+        rows = [f"{a.name:20} {a.zipped:>12,} zipped {a.unzipped:>12,} unzipped"
+                for a in self.archives]
+        rows.append(f"{'unzipped total':20} {self.unzipped_total:>12,} of {UNZIPPED_LIMIT:,} "
+                    f"({100 * self.unzipped_total / UNZIPPED_LIMIT:.1f}%); each zip at most "
+                    f"{ZIPPED_LIMIT:,}")
+        return rows
+
+
+def lambda_size_report() -> SizeReport:
+    """Every handler function's code zip and its layer, as Lambda counts them."""
+    return SizeReport((archive_size("handlers code", handlers_zip()),
+                       archive_size("dependencies layer", handler_dependencies_layer())))
+
+
+def main() -> int:
+    """Prebuild the cached layer (``make lambda-artifacts``) and report the sizes."""
+    report = lambda_size_report()
+    print(f"layer cached at {layer_cache_path()}")
+    print("\n".join(report.lines()))
+    for problem in report.problems():
+        print(f"over Lambda's limit: {problem}", file=sys.stderr)
+    return 1 if report.problems() else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
