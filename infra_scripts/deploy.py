@@ -192,6 +192,8 @@ class Deployer:
     def stage_code(self) -> dict[str, str]:
         keys = {
             "HandlersCodeKey": self._bundle("handlers", ".zip", packaging.handlers_zip()),
+            "HandlerDependenciesKey": self._bundle("handler-dependencies", ".zip",
+                                                   packaging.handler_dependencies_layer()),
             "TrainingCodeKey": self._bundle("training", ".tar.gz", packaging.training_source()),
             "InferenceCodeKey": self._bundle("inference", ".tar.gz", packaging.inference_source()),
         }
@@ -281,7 +283,11 @@ class Deployer:
 
     def _apply_full(self, image: str) -> tuple[Applied, dict[str, str]]:
         parameters = self.parameters(self.stage_code(), image)
-        body = template_json(self.template())
+        template = self.template()
+        if self.local:  # moto's CloudFormation cannot hold layer versions (local_gaps)
+            template = local_gaps.with_published_layers(self.client, template,
+                                                        self.values(parameters))
+        body = template_json(template)
         self.report(f"change set for stack {self.stack_name}")
         applied = changeset.apply(self.client("cloudformation"), self.stack_name, body,
                                   parameters, self.waiting, self.report, self.template_url(body))
@@ -306,9 +312,10 @@ class Deployer:
     def _apply_local_gaps(self, applied: Applied, parameters: dict[str, str]) -> Applied:
         values = self.values(parameters)
         template = build_template(self.config) if self._template is None else self._template
-        if local_gaps.apply(self.client, template, values, self.state_machine_arn):
+        changes = local_gaps.apply(self.client, template, values, self.state_machine_arn)
+        if changes:
             applied.changed = True
-            applied.changes.append("state machine (through the Step Functions API)")
+            applied.changes += changes
         applied.outputs = local_gaps.outputs(template, values)
         return applied
 

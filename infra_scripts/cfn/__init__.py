@@ -12,6 +12,9 @@ Local cloud (moto 5.2.5; read from ``moto/cloudformation/parsing.py`` and each s
 * Through the Step Functions API instead: AWS::StepFunctions::StateMachine. moto's model writes
   it to the plain Step Functions backend, but with execution switched on the local cloud serves
   state machines from moto's interpreter backend, where a stack-made one would not exist.
+* Through the Lambda API instead: AWS::Lambda::LayerVersion. moto's model has no physical id (a
+  ``Ref`` to it is not its ARN), no update and no delete, and its functions ignore ``Layers`` on
+  create; the layer is published (once per content), referenced by ARN and set on the functions.
 * Completed with boto3 after each deploy (moto accepts these properties and ignores them): the
   bucket's public access block, versioning, ownership controls, lifecycle rules and EventBridge
   notifications; log-group retention on update; the functions' tags; the stack's outputs (moto

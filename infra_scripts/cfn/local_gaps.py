@@ -10,13 +10,22 @@ every call is idempotent (it runs after each local deploy).
   while the local cloud serves (and executes) state machines from moto's interpreter backend, so
   a stack-made state machine would be invisible. Locally the stack is deployed without it and it
   is created or updated here through the Step Functions API, from the same resource definition.
+* Layers: moto's AWS::Lambda::LayerVersion has no physical id (a ``Ref`` to it yields a
+  Python object, not the version ARN), no update and no delete, and its AWS::Lambda::Function
+  ignores ``Layers`` on create. Locally the stack is deployed without its layer versions: each is
+  published here through the Lambda API (reused while its content is unchanged, as
+  CloudFormation keeps an unchanged LayerVersion), references to it become its ARN, the
+  functions get their ``Layers``, and older versions are deleted as CloudFormation deletes a
+  replaced one.
 * Outputs: moto does not refresh a stack's outputs when it executes a change set; they are
   resolved here from the stack's resources.
 """
 
 from __future__ import annotations
 
+import base64
 import copy
+import hashlib
 from collections.abc import Callable
 from typing import Any
 
@@ -26,6 +35,7 @@ from infra_scripts.policies import render
 
 ClientFactory = Callable[[str], Any]
 STATE_MACHINE = "StateMachine"
+LAYER_VERSION = "AWS::Lambda::LayerVersion"
 
 
 def resolve(value: Any, values: dict[str, str]) -> Any:
@@ -82,6 +92,73 @@ def ensure_state_machine(sfn: Any, template: dict, values: dict[str, str], arn: 
     return True
 
 
+def _layer_ids(template: dict) -> list[str]:
+    return sorted(k for k, r in template["Resources"].items() if r["Type"] == LAYER_VERSION)
+
+
+def _code_sha256(s3: Any, content: dict) -> str:
+    """Lambda's CodeSha256 (base64 of the SHA-256) of an S3 object."""
+    body = s3.get_object(Bucket=content["S3Bucket"], Key=content["S3Key"])["Body"].read()
+    return base64.b64encode(hashlib.sha256(body).digest()).decode()
+
+
+def _layer_versions(lam: Any, name: str) -> list[dict]:
+    pages = lam.get_paginator("list_layer_versions").paginate(LayerName=name)
+    return [version for page in pages for version in page["LayerVersions"]]
+
+
+def ensure_layer_version(client: ClientFactory, properties: dict) -> str:
+    """The ARN of a version of the layer holding this content: the existing one, else new."""
+    lam, name = client("lambda"), properties["LayerName"]
+    wanted = _code_sha256(client("s3"), properties["Content"])
+    for version in _layer_versions(lam, name):
+        described = lam.get_layer_version(LayerName=name, VersionNumber=version["Version"])
+        if described["Content"]["CodeSha256"] == wanted:
+            return described["LayerVersionArn"]
+    optional = {key: properties[key] for key in (
+        "Description", "CompatibleRuntimes", "CompatibleArchitectures", "LicenseInfo")
+        if key in properties}
+    return lam.publish_layer_version(LayerName=name, Content=properties["Content"],
+                                     **optional)["LayerVersionArn"]
+
+
+def published_layers(client: ClientFactory, template: dict, values: dict[str, str]) -> dict[str, str]:
+    """Logical id → version ARN of every layer in the template (published where needed)."""
+    return {logical_id: ensure_layer_version(
+        client, resolve(template["Resources"][logical_id]["Properties"], values))
+        for logical_id in _layer_ids(template)}
+
+
+def with_published_layers(client: ClientFactory, template: dict, values: dict[str, str]) -> dict:
+    """The template the local cloud's CloudFormation gets: no layer versions, their ARNs in
+    place of references to them."""
+    local = copy.deepcopy(template)
+    for logical_id, arn in published_layers(client, template, values).items():
+        del local["Resources"][logical_id]
+        local = _replace_refs(local, logical_id, arn)
+    return local
+
+
+def apply_function_layers(client: ClientFactory, template: dict, values: dict[str, str]) -> bool:
+    """Give every function its layers, then delete the versions no longer deployed; True if a
+    function's layers changed."""
+    layers = published_layers(client, template, values)
+    values, lam, changed = {**values, **layers}, client("lambda"), False
+    for properties in _of_type(template, "AWS::Lambda::Function"):
+        name, wanted = resolve(properties["FunctionName"], values), resolve(
+            properties.get("Layers", []), values)
+        current = lam.get_function_configuration(FunctionName=name).get("Layers", [])
+        if [layer["Arn"] for layer in current] != wanted:
+            lam.update_function_configuration(FunctionName=name, Layers=wanted)
+            changed = True
+    for logical_id, arn in layers.items():
+        name = resolve(template["Resources"][logical_id]["Properties"]["LayerName"], values)
+        for version in _layer_versions(lam, name):
+            if version["LayerVersionArn"] != arn:
+                lam.delete_layer_version(LayerName=name, VersionNumber=version["Version"])
+    return changed
+
+
 def _lifecycle_rules(rules: list[dict]) -> list[dict]:
     """CloudFormation's rule shape → the S3 API's (Id → ID, an empty filter = every key)."""
     return [{"ID": rule["Id"], "Filter": {"Prefix": ""},
@@ -127,10 +204,15 @@ def outputs(template: dict, values: dict[str, str]) -> dict[str, str]:
 
 
 def apply(client: ClientFactory, template: dict, values: dict[str, str],
-          state_machine_arn: str) -> bool:
-    """Everything above for the full template; True if the state machine changed."""
+          state_machine_arn: str) -> list[str]:
+    """Everything above for the full template; what changed, if anything did."""
     bucket = template["Resources"]["ArtifactsBucket"]["Properties"]
     apply_bucket(client("s3"), resolve(bucket, values))
     apply_log_retention(client("logs"), template, values)
     apply_function_tags(client("lambda"), template, values)
-    return ensure_state_machine(client("stepfunctions"), template, values, state_machine_arn)
+    changes = []
+    if apply_function_layers(client, template, values):
+        changes.append("function layers (through the Lambda API)")
+    if ensure_state_machine(client("stepfunctions"), template, values, state_machine_arn):
+        changes.append("state machine (through the Step Functions API)")
+    return changes

@@ -2,7 +2,8 @@
 
 Executions create SageMaker models, endpoint configs, the endpoint, training and tuning jobs,
 EC2 training instances, an autoscaling target and provisioned concurrency on the predict alias;
-none of those are stack resources. They are found from the stack's own facts: its executions
+none of those are stack resources (nor, on the local cloud, the state machine and the handlers'
+layer versions: see local_gaps). They are found from the stack's own facts: its executions
 (each run's resources are named after the run id ValidateInput derives from the execution name
 and tagged ``stepml:run-id``), its endpoint name, its EC2 instance profile and its predict
 function. The plan lists everything first; ``execute`` deletes in dependency order (stop what
@@ -20,6 +21,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from infra_scripts.cfn import changeset
+from infra_scripts.cfn.template import DEPENDENCIES_LAYER, DEPENDENCIES_LAYER_SUFFIX
 from infra_scripts.policies import PREDICT_MODULE, RUN_TAG
 
 ClientFactory = Callable[[str], Any]
@@ -137,6 +139,7 @@ class Planner:
         plan.items += hosting
         plan.items += self.provisioned_concurrency()
         plan.items += self.unmanaged_state_machine(stack)
+        plan.items += self.unmanaged_layer_versions(stack)
         if stack is not None:
             plan.items.append(Item("stack", f"{self.stack_name} ({stack['StackStatus']})", "delete",
                                    lambda: changeset.delete_stack(cfn, self.stack_name,
@@ -253,6 +256,20 @@ class Planner:
             return []
         return [Item("state machine", arn.rsplit(":", 1)[-1], "delete",
                      lambda: sfn.delete_state_machine(stateMachineArn=arn))]
+
+    def unmanaged_layer_versions(self, stack: dict | None) -> list[Item]:
+        """Versions of the handlers' layer when the stack does not hold it (the local cloud
+        publishes it through the Lambda API, see local_gaps; or the stack is gone)."""
+        managed = stack is not None and DEPENDENCIES_LAYER in changeset.stack_resources(
+            self.client("cloudformation"), self.stack_name)
+        lam, name = self.client("lambda"), f"{self.facts['prefix']}-{DEPENDENCIES_LAYER_SUFFIX}"
+        if managed:
+            return []
+        versions = _exists(lambda: list(_pages(lam, "list_layer_versions", "LayerVersions",
+                                               LayerName=name))) or []
+        return [Item("layer version", f"{name}:{v['Version']}", "delete",
+                     lambda n=v["Version"]: _ignore_gone(lambda: lam.delete_layer_version(
+                         LayerName=name, VersionNumber=n))) for v in versions]
 
     def provisioned_concurrency(self) -> list[Item]:
         lam = self.client("lambda")

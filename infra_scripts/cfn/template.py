@@ -24,9 +24,13 @@ from statemachine.config import PipelineConfig
 from statemachine.workflow import TASK_HANDLERS, definition_json
 
 STACK_TAG = "stepml:stack"
-CODE_KEYS = ("HandlersCodeKey", "TrainingCodeKey", "InferenceCodeKey", "TrainingRequestKey")
+CODE_KEYS = ("HandlersCodeKey", "HandlerDependenciesKey", "TrainingCodeKey", "InferenceCodeKey",
+             "TrainingRequestKey")
 BOOTSTRAP_PARAMETERS = ("Prefix", "BucketName")
 RUNTIME = "python3.11"
+ARCHITECTURE = "x86_64"  # the platform the dependencies layer is built for (packaging.py)
+DEPENDENCIES_LAYER = "HandlerDependenciesLayer"
+DEPENDENCIES_LAYER_SUFFIX = "handler-dependencies"  # the layer is "<prefix>-handler-dependencies"
 PREDICT_TIMEOUT_S = 30
 ON_UPLOAD_TIMEOUT_S = 30
 UPLOAD_MARKERS = ("_READY", "manifest.json")  # the dataset-completion objects issue 6 defines
@@ -210,6 +214,16 @@ def handler_environment(config: PipelineConfig) -> dict[str, Any]:
     }
 
 
+def dependencies_layer() -> dict:
+    """What the handlers import beyond the runtime (Powertools), built by packaging.py. Each new
+    zip is a new layer version; CloudFormation replaces the resource and deletes the old one."""
+    return {"Type": "AWS::Lambda::LayerVersion", "Properties": {
+        "LayerName": sub(f"${{Prefix}}-{DEPENDENCIES_LAYER_SUFFIX}"),
+        "Description": "handlers/requirements.txt for python3.11 on x86_64",
+        "Content": {"S3Bucket": ref("ArtifactsBucket"), "S3Key": ref("HandlerDependenciesKey")},
+        "CompatibleRuntimes": [RUNTIME], "CompatibleArchitectures": [ARCHITECTURE]}}
+
+
 def function(module: str, environment: dict[str, Any], timeout: int, memory: int) -> dict:
     spec = policies.role_of_module(module)
     return {
@@ -218,8 +232,10 @@ def function(module: str, environment: dict[str, Any], timeout: int, memory: int
         "Properties": {
             "FunctionName": sub(f"${{Prefix}}-{policies.function_suffix(module)}"),
             "Handler": f"handlers.{module}.handler", "Runtime": RUNTIME,
+            "Architectures": [ARCHITECTURE],
             "Role": arn_of(spec.logical_id), "Timeout": timeout, "MemorySize": memory,
             "Code": {"S3Bucket": ref("ArtifactsBucket"), "S3Key": ref("HandlersCodeKey")},
+            "Layers": [ref(DEPENDENCIES_LAYER)],
             "Environment": {"Variables": environment}, "Tags": tags(),
         },
     }
@@ -299,6 +315,7 @@ def resources(config: PipelineConfig) -> dict[str, dict]:
     for module in modules:
         found[log_group_id(module)] = log_group(policies.function_log_group(module))
     found["EndpointLogGroup"] = log_group(policies.ENDPOINT_LOG_GROUP)
+    found[DEPENDENCIES_LAYER] = dependencies_layer()
     found.update(functions(config))
     found["StateMachine"] = state_machine(config)
     found.update(upload_rule())

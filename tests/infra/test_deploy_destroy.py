@@ -7,6 +7,8 @@ people's resources alone.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import time
 from collections.abc import Iterator
@@ -17,7 +19,7 @@ import pytest
 from botocore.exceptions import ClientError
 from click.testing import CliRunner
 
-from infra_scripts import policies
+from infra_scripts import packaging, policies
 from infra_scripts.cfn.teardown import run_id_of
 from infra_scripts.commands import infra_cli
 from infra_scripts.deploy import Deployer, DeployResult
@@ -127,12 +129,72 @@ def test_bucket_log_groups_and_upload_rule_are_configured(cloud: LocalCloud, dep
     assert target["Arn"].endswith(":function:proof-on-upload")
 
 
-def test_second_deploy_with_no_changes_says_so(cloud: LocalCloud, deployed: DeployResult,
-                                               tmp_path: Path) -> None:
+LAYER_NAME = "proof-handler-dependencies"
+
+
+def code_sha256(body: bytes) -> str:
+    return base64.b64encode(hashlib.sha256(body).digest()).decode()
+
+
+def test_every_function_runs_with_the_dependencies_layer(deployer: Deployer,
+                                                         deployed: DeployResult) -> None:
+    lam = deployer.client("lambda")
+    [version] = lam.list_layer_versions(LayerName=LAYER_NAME)["LayerVersions"]
+    layer = lam.get_layer_version(LayerName=LAYER_NAME, VersionNumber=version["Version"])
+    assert layer["Content"]["CodeSha256"] == code_sha256(packaging.handler_dependencies_layer())
+    assert layer["CompatibleRuntimes"] == ["python3.11"]
+    assert layer["CompatibleArchitectures"] == ["x86_64"]
+    for name in deployed.functions:
+        configuration = lam.get_function_configuration(FunctionName=name)
+        assert [item["Arn"] for item in configuration["Layers"]] == [layer["LayerVersionArn"]], name
+        assert configuration["CodeSha256"] == code_sha256(packaging.handlers_zip()), name
+        assert configuration["Architectures"] == ["x86_64"], name
+
+
+def deployed_code(deployer: Deployer, functions: list[str]) -> dict[str, Any]:
+    """What a redeploy of an unchanged tree must leave exactly as it was."""
+    lam, s3 = deployer.client("lambda"), deployer.client("s3")
+    configurations = [lam.get_function_configuration(FunctionName=name) for name in functions]
+    return {
+        "functions": {c["FunctionName"]: (c["CodeSha256"], [item["Arn"] for item in c["Layers"]])
+                      for c in configurations},
+        "layer versions": [v["LayerVersionArn"] for v in lam.list_layer_versions(
+            LayerName=LAYER_NAME)["LayerVersions"]],
+        "code keys": sorted(o["Key"] for o in s3.list_objects_v2(
+            Bucket=CONFIG.bucket, Prefix="proof/code/")["Contents"]),
+    }
+
+
+def test_second_deploy_with_no_changes_says_so(cloud: LocalCloud, deployer: Deployer,
+                                               deployed: DeployResult, tmp_path: Path) -> None:
+    before = deployed_code(deployer, deployed.functions)
     result = cli(cloud, tmp_path, "deploy")
     assert result.exit_code == 0, result.output
     assert "No changes: stack proof is up to date." in result.output
+    assert "uploaded" not in result.output
     assert "localcloud" not in result.output  # never a credential
+    assert deployed_code(deployer, deployed.functions) == before
+    assert len(before["layer versions"]) == 1
+    assert any("/handler-dependencies-" in key for key in before["code keys"])
+
+
+def test_a_changed_layer_is_a_new_version_and_the_old_one_goes(
+        deployer: Deployer, deployed: DeployResult, monkeypatch: pytest.MonkeyPatch) -> None:
+    """As CloudFormation replaces a LayerVersion whose content changed."""
+    original = deployed_code(deployer, deployed.functions)
+    changed = packaging.deterministic_zip([("python/changed.py", b"", 0o644)])
+    monkeypatch.setattr(packaging, "handler_dependencies_layer", lambda: changed)
+    assert deployer.deploy().changed
+    after = deployed_code(deployer, deployed.functions)
+    [arn] = after["layer versions"]
+    assert arn != original["layer versions"][0]
+    assert all(layers == [arn] for _, layers in after["functions"].values())
+    monkeypatch.undo()
+    deployer.deploy()
+    [restored] = deployed_code(deployer, deployed.functions)["layer versions"]
+    layer = deployer.client("lambda").get_layer_version(  # moto lacks GetLayerVersionByArn
+        LayerName=LAYER_NAME, VersionNumber=int(restored.rsplit(":", 1)[1]))
+    assert layer["Content"]["CodeSha256"] == code_sha256(packaging.handler_dependencies_layer())
 
 
 # -- what executions create, then destroy ---------------------------------------------------------
@@ -218,6 +280,8 @@ def leftovers(deployer: Deployer, run_id: str) -> dict[str, list[str]]:
             ServiceNamespace="sagemaker")["ScalableTargets"]],
         "stacks": [s["StackName"] for s in deployer.client("cloudformation").list_stacks()[
             "StackSummaries"] if s["StackStatus"] != "DELETE_COMPLETE"],
+        "layer versions": [v["LayerVersionArn"] for v in lam.list_layer_versions(
+            LayerName=LAYER_NAME)["LayerVersions"]],
     }
 
 
@@ -230,16 +294,17 @@ def test_destroy_removes_the_stack_and_everything_runs_made(
     before = leftovers(deployer, run_id)
     assert {kind: len(found) for kind, found in before.items()} == {
         "functions": 16, "state machines": 1, "endpoints": 1, "endpoint configs": 1, "models": 1,
-        "running training jobs": 1, "instances": 1, "autoscaling targets": 1, "stacks": 1}
+        "running training jobs": 1, "instances": 1, "autoscaling targets": 1, "stacks": 1,
+        "layer versions": 1}
 
     plan = deployer.teardown_plan()
     kinds = [item.kind for item in plan.items]
     assert kinds == ["training job", "EC2 instance", "autoscaling target", "endpoint",
                      "endpoint config", "model", "provisioned concurrency", "state machine",
-                     "stack"], kinds
+                     "layer version", "stack"], kinds
     result = cli(cloud, tmp_path, "destroy", "--yes")
     assert result.exit_code == 0, result.output
-    assert "Destroyed: 9 resources." in result.output
+    assert "Destroyed: 10 resources." in result.output
 
     after = leftovers(deployer, run_id)
     assert after == {kind: [] for kind in before}, after
