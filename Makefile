@@ -19,11 +19,13 @@ $(DEV_STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet -e ".[dev]"
 	touch $(STAMP) $@
 
-# The handlers' dependencies layer (Powertools, for Lambda's platform): built once per
-# handlers/requirements.txt into ~/.cache/stepml (or $$STEPML_CACHE_DIR); the only step that
-# needs a package index, so `run` and `test` are offline after it. Prints the sizes.
+# Built once into ~/.cache/stepml (or $$STEPML_CACHE_DIR), the only steps that need a package
+# index, so `run` and `test` are offline after them: the handlers' dependencies layer
+# (Powertools, for Lambda's platform; prints the sizes) and the local cloud's python3.11 Lambda
+# runtime (the SDK version AWS's runtime has, and awslambdaric).
 lambda-artifacts: | $(PY)
 	$(PY) -m infra_scripts.packaging
+	$(PY) -m infra_scripts.localcloud.awslambda.runtime_env
 
 run: $(STAMP) lambda-artifacts
 	$(VENV)/bin/stepml run
