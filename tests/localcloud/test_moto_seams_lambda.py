@@ -46,6 +46,38 @@ def test_lambda_backend_exposes_what_the_runtime_reads():
         assert fn.code_bytes.startswith(b"PK"), "LambdaFunction.code_bytes is no longer the zip"
 
 
+@pytest.mark.parametrize(("method", "parameters"), [
+    ("create_function", ["self", "spec"]),
+    ("update_function_configuration", ["self", "function_name", "qualifier", "body"]),
+    ("update_function_code", ["self", "function_name", "qualifier", "body"]),
+    ("update_alias", ["self", "name", "function_name", "function_version", "description",
+                      "routing_config"]),
+    ("layers_versions_by_arn", ["self", "layer_version_arn"]),
+    ("list_functions", ["self"]),
+])
+def test_lambda_backend_methods_the_limits_and_provisioned_extensions_wrap(method, parameters):
+    from moto.awslambda.models import LambdaBackend
+
+    found = list(inspect.signature(getattr(LambdaBackend, method)).parameters)
+    assert found[:len(parameters)] == parameters, (
+        f"LambdaBackend.{method}{found} moved: awslambda/limits.py or provisioned.py wraps it")
+
+
+def test_moto_checks_the_unreserved_minimum_from_its_quota_variable():
+    import moto.awslambda.models as models
+
+    source = inspect.getsource(models.LambdaBackend.put_function_concurrency)
+    assert "MOTO_LAMBDA_CONCURRENCY_QUOTA" in source and "minimum value of [100]" in source, (
+        "moto's reserved-concurrency quota check moved: awslambda/limits.py switches it on")
+
+
+def test_layer_versions_keep_their_zip_bytes():
+    from moto.awslambda.models import LayerVersion
+
+    assert "code_bytes" in inspect.getsource(LayerVersion.__init__), (
+        "moto's LayerVersion no longer keeps .code_bytes: awslambda/packages.py extracts them")
+
+
 def test_unknown_function_exception_has_a_message():
     from moto.awslambda.exceptions import UnknownFunctionException
 

@@ -109,10 +109,9 @@ class LambdaRuntime:
         value = latest.reserved_concurrency
         return None if value in (None, "") else int(value)
 
-    def total_reserved(self, excluding: str | None = None) -> int:
-        backend = self.cloud.backend("lambda")
-        names = {fn.function_name for fn in backend.list_functions()}
-        return sum(self.reserved_concurrency(name) or 0 for name in names if name != excluding)
+    def total_reserved(self) -> int:
+        """Concurrency reserved by all functions (their $LATEST holds the setting)."""
+        return sum(int(fn.reserved_concurrency or 0) for fn in self.cloud.backend("lambda").list_functions())
 
     # -- environments ---------------------------------------------------------------------
     def _environment_variables(self, fn: Any, environment: Environment, initialization: str) -> dict:
