@@ -126,7 +126,8 @@ def test_layer_holds_powertools_where_lambda_looks_and_nothing_build_specific(
     names = layer.namelist()
     assert f"{packaging.LAYER_ROOT}/aws_lambda_powertools/__init__.py" in names
     assert all(name.startswith(f"{packaging.LAYER_ROOT}/") for name in names)
-    assert not [n for n in names if "__pycache__" in n or n.endswith((".pyc", "/RECORD"))]
+    assert not [n for n in names if n.endswith("/RECORD")]
+    assert f"{packaging.LAYER_ROOT}/aws_lambda_powertools/__pycache__/__init__.cpython-311.pyc" in names
     assert not [n for n in names if n.startswith(f"{packaging.LAYER_ROOT}/bin/")]
     assert not layer_modules(layer) & {"boto3", "botocore"}  # never shadow the runtime's SDK
 
@@ -163,6 +164,34 @@ def test_layer_zip_is_a_function_of_its_files_alone(tmp_path: Path, layer: zipfi
     (tmp_path / packaging.LAYER_ROOT / "bin").mkdir()
     (tmp_path / packaging.LAYER_ROOT / "bin" / "tool").write_text("#!/somewhere/python\n")
     assert packaging.zip_tree(tmp_path) == packaging.handler_dependencies_layer()
+
+
+def test_layer_bytecode_is_hash_based_and_named_as_lambda_imports_it(layer: zipfile.ZipFile) -> None:
+    """Unchecked hash-based .pyc (PEP 552 flags == 1) carry no timestamp, and each code object's
+    file name is the module's path under Lambda's /opt, whatever directory built it."""
+    import marshal
+
+    compiled = [n for n in layer.namelist() if n.endswith(".pyc")]
+    assert len(compiled) > 100
+    header = layer.read(compiled[0])
+    assert int.from_bytes(header[4:8], "little") == 1
+    code = marshal.loads(layer.read(f"{packaging.LAYER_ROOT}/aws_lambda_powertools/__pycache__/"
+                                    "__init__.cpython-311.pyc")[16:])
+    assert code.co_filename == "/opt/python/aws_lambda_powertools/__init__.py"
+
+
+def test_compiling_the_same_sources_twice_gives_the_same_bytecode(tmp_path: Path,
+                                                                   layer: zipfile.ZipFile) -> None:
+    sources = [n for n in layer.namelist() if n.endswith(".py")]
+    for build in ("a", "b"):
+        for name in sources:
+            target = tmp_path / build / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(layer.read(name))
+        packaging.compile_for_lambda(tmp_path / build / packaging.LAYER_ROOT)
+    first = {p.relative_to(tmp_path / "a"): p.read_bytes() for p in (tmp_path / "a").rglob("*.pyc")}
+    second = {p.relative_to(tmp_path / "b"): p.read_bytes() for p in (tmp_path / "b").rglob("*.pyc")}
+    assert first and first == second
 
 
 def test_handlers_zip_is_deterministic() -> None:

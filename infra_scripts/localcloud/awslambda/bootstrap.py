@@ -130,6 +130,7 @@ def _run_client(spec: dict) -> None:
 def _serve_environment(spec: dict) -> None:
     """spec: handler, task_root, opt_dir (or null), environment, log_path."""
     os.setsid()
+    signal.set_wakeup_fd(-1)  # the init process's wake-up pipe is not this environment's
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     _redirect_output(spec["log_path"])
     os.environ.clear()

@@ -69,6 +69,10 @@ class RuntimeApi:
 
     def close(self) -> None:
         self._inbox.put(None)  # a client blocked in /next gets an error and exits
+        # shutdown() waits for the serve loop's next poll: not on the caller's time.
+        threading.Thread(target=self._stop_serving, name="lambda-runtime-api-stop", daemon=True).start()
+
+    def _stop_serving(self) -> None:
         self._server.shutdown()
         self._server.server_close()
 
