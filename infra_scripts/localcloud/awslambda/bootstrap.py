@@ -168,7 +168,10 @@ def _report_exits(control: socket.socket) -> None:
             return
         if pid == 0:
             return
-        control.send(json.dumps({"exited": pid, "status": os.waitstatus_to_exitcode(status)}).encode())
+        try:
+            control.send(json.dumps({"exited": pid, "status": os.waitstatus_to_exitcode(status)}).encode())
+        except OSError:
+            return  # the local cloud went away first; main() ends on the closed socket
 
 
 def main(control_fd: int, packages_dir: str) -> None:
