@@ -170,6 +170,18 @@ def test_environment_variables_over_4_kb_are_refused(cloud):
     assert raised.value.response["Error"]["Code"] == "InvalidParameterValueException"
 
 
+def test_environment_variables_may_not_set_lambdas_reserved_keys(cloud):
+    """AWS: the runtime's defined variables are reserved
+    (https://docs.aws.amazon.com/lambda/latest/dg/configuration-envvars.html)."""
+    with pytest.raises(ClientError) as raised:
+        create_function(cloud, "sets-region", "def handler(e, c):\n    return 1\n",
+                        Environment={"Variables": {"AWS_REGION": "eu-west-1", "MINE": "ok"}})
+    assert raised.value.response["Error"]["Code"] == "InvalidParameterValueException"
+    assert raised.value.response["Error"]["Message"].endswith(
+        "contains reserved keys that are currently not supported for modification. Reserved keys "
+        "used in this request: AWS_REGION")
+
+
 def test_a_package_over_250_mb_unzipped_is_refused(cloud):
     """AWS: deployment package 250 MB unzipped, layers included
     (https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html)."""

@@ -1,7 +1,9 @@
 """Lambda's control-plane quotas, refused as AWS refuses them (Lambda quotas,
 https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html):
 
-- environment variables: 4 KB in all, measured as the compact JSON of the map, at CreateFunction
+- environment variables: 4 KB in all, measured as the compact JSON of the map, and none of the
+  keys Lambda reserves ("Defined runtime environment variables",
+  https://docs.aws.amazon.com/lambda/latest/dg/configuration-envvars.html), at CreateFunction
   and UpdateFunctionConfiguration;
 - deployment package: 50 MB zipped for a direct upload, 250 MB unzipped with its layers, at most
   5 layers, at CreateFunction, UpdateFunctionCode and UpdateFunctionConfiguration;
@@ -29,6 +31,13 @@ MAX_UNZIPPED_BYTES = 250 * 1024 * 1024  # 262144000, code and layers together
 MAX_LAYERS = 5
 TOTAL_CODE_STORAGE = 75 * 1024 ** 3
 UNRESERVED_MINIMUM = 100
+RESERVED_KEYS = frozenset({
+    "_HANDLER", "_X_AMZN_TRACE_ID", "AWS_DEFAULT_REGION", "AWS_REGION", "AWS_EXECUTION_ENV",
+    "AWS_LAMBDA_FUNCTION_NAME", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "AWS_LAMBDA_FUNCTION_VERSION",
+    "AWS_LAMBDA_INITIALIZATION_TYPE", "AWS_LAMBDA_LOG_GROUP_NAME", "AWS_LAMBDA_LOG_STREAM_NAME",
+    "AWS_ACCESS_KEY", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+    "AWS_LAMBDA_RUNTIME_API", "LAMBDA_TASK_ROOT", "LAMBDA_RUNTIME_DIR",
+})
 ACCOUNT_SETTINGS_PATH = r"/2016-08-19/account-settings/?"
 
 
@@ -43,6 +52,12 @@ class RequestEntityTooLarge(Exception):
 
 
 def check_environment(variables: dict[str, str] | None) -> None:
+    reserved = [key for key in variables or {} if key in RESERVED_KEYS]
+    if reserved:
+        raise _invalid("Lambda was unable to configure your environment variables because the "
+                       "environment variables you have provided contains reserved keys that are "
+                       f"currently not supported for modification. Reserved keys used in this "
+                       f"request: {', '.join(reserved)}")
     measured = json.dumps(variables or {}, separators=(",", ":"), ensure_ascii=False)
     if len(measured.encode()) > MAX_ENVIRONMENT_BYTES:
         raise _invalid("Lambda was unable to configure your environment variables because the "

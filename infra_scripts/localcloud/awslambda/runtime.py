@@ -134,7 +134,8 @@ class LambdaRuntime:
             "LANG": "en_US.UTF-8",
             "TZ": ":UTC",
             "PATH": "/usr/local/bin:/usr/bin:/bin",
-            **self.cloud.client_env(),
+            # The local cloud's endpoint and credentials (on AWS: the execution role's).
+            **{k: v for k, v in self.cloud.client_env().items() if k.startswith("AWS_")},
         }
 
     def start_environment(self, fn: Any, pool: str = "") -> tuple[Environment, bytes | None]:
