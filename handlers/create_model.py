@@ -15,10 +15,13 @@ def handler(doc: dict) -> dict:
             PrimaryContainer={
                 "Image": setting("INFERENCE_IMAGE_URI"),
                 "ModelDataUrl": doc["training_job"]["model_artifact"],
+                # The PyTorch inference container's contract: the program in model.tar.gz's
+                # code/, which the container serves from /opt/ml/model/code.
                 "Environment": {
                     "SAGEMAKER_PROGRAM": setting("INFERENCE_PROGRAM", "serve_entry.py"),
-                    "SAGEMAKER_SUBMIT_DIRECTORY": setting("INFERENCE_SOURCE_URI"),
+                    "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code",
                     "SAGEMAKER_REGION": setting("AWS_REGION", "us-east-1"),
+                    "SAGEMAKER_CONTAINER_LOG_LEVEL": "20",
                 },
             },
             Tags=[{"Key": "stepml:run-id", "Value": doc["run_id"]}],

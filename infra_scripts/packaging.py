@@ -187,20 +187,33 @@ def tar_gz(files: dict[str, bytes]) -> bytes:
     return buffer.getvalue()
 
 
-def source_tarball(package: str, entry_name: str | None = None, entry_text: str = "") -> bytes:
-    """A ``sourcedir.tar.gz``: the package plus an optional top-level entry script."""
-    files = {name: path.read_bytes() for name, path in _python_files(package)}
-    if entry_name:
-        files[entry_name] = entry_text.encode()
-    return tar_gz(files)
+# The PyTorch inference container imports the user's code from model.tar.gz's code/ only
+# (sagemaker-inference's environment.code_dir) and pip-installs code/requirements.txt there. The
+# training bundle carries that folder as serving/, and the training script copies it into
+# SM_MODEL_DIR/code, so the job's model.tar.gz deploys as it is (training.train's
+# _copy_serving_code): no repack job, no second copy of the weights.
+SERVING_DIR = "serving"
+SERVING_REQUIREMENTS = ("# What serve_entry.py needs beyond the PyTorch inference container, which\n"
+                        "# already has torch, torchvision, Pillow and boto3: nothing.\n")
+
+
+def serving_files() -> dict[str, bytes]:
+    """model.tar.gz's code/: the inference package, the entry point and its requirements."""
+    files = {name: path.read_bytes() for name, path in _python_files("inference")}
+    files[INFERENCE_ENTRY] = _INFERENCE_SHIM.encode()
+    files["requirements.txt"] = SERVING_REQUIREMENTS.encode()
+    return files
 
 
 def training_source() -> bytes:
-    return source_tarball("training", TRAINING_ENTRY, _TRAINING_SHIM)
+    files = {name: path.read_bytes() for name, path in _python_files("training")}
+    files[TRAINING_ENTRY] = _TRAINING_SHIM.encode()
+    files.update({f"{SERVING_DIR}/{name}": body for name, body in serving_files().items()})
+    return tar_gz(files)
 
 
 def inference_source() -> bytes:
-    return source_tarball("inference", INFERENCE_ENTRY, _INFERENCE_SHIM)
+    return tar_gz(serving_files())
 
 
 def write_training_source_dir(target: Path) -> Path:

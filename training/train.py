@@ -29,6 +29,7 @@ import json  # noqa: E402
 import math  # noqa: E402
 import os  # noqa: E402
 import random  # noqa: E402
+import shutil  # noqa: E402
 import tempfile  # noqa: E402
 from collections.abc import Mapping  # noqa: E402
 
@@ -37,6 +38,7 @@ from training.config import ARCHS, InputError, TrainConfig, defaults  # noqa: E4
 from training.dataset import SPLITS, resolve_split_dir  # noqa: E402
 
 EXIT_BAD_INPUT = 2
+SERVING_DIR = "serving"  # the training bundle's copy of model.tar.gz's code/ (infra_scripts.packaging)
 MAX_SKIP_WARNINGS = 10
 
 
@@ -408,8 +410,19 @@ def _write_artifacts(net, classes: list[str], cfg: TrainConfig, metrics: dict,
         "pretrained": pretrained,
         "world_size": info.world_size, "torch": torch.__version__})
     _dump(out / "metrics.json", metrics)
+    _copy_serving_code(out)
     if cfg.output_data_dir:
         _dump(Path(cfg.output_data_dir) / "metrics.json", metrics)
+
+
+def _copy_serving_code(out: Path) -> None:
+    """The serving code shipped beside this package (the training bundle's serving/) becomes
+    the model's code/: SageMaker's PyTorch inference container imports user code from
+    model.tar.gz's code/ and nowhere else. Run from a source tree without it, nothing is copied."""
+    serving = Path(__file__).resolve().parent.parent / SERVING_DIR
+    if serving.is_dir():
+        shutil.copytree(serving, out / "code", dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns("__pycache__"))
 
 
 def _dump(path: Path, data) -> None:

@@ -18,7 +18,6 @@ from handlers.errors import EndpointFailed, TransientAwsError
 from tests.handlers.conftest import (
     CONFIG,
     INFERENCE_IMAGE_URI,
-    INFERENCE_SOURCE_URI,
     REGION,
     SAGEMAKER_ROLE_ARN,
     Counts,
@@ -49,9 +48,11 @@ def test_create_model(trained: dict) -> None:
     container = model["PrimaryContainer"]
     assert container["Image"] == INFERENCE_IMAGE_URI
     assert container["ModelDataUrl"] == trained["training_job"]["model_artifact"]
+    # The serving container reads code from model.tar.gz's code/ only, never an S3 source dir.
     assert container["Environment"] == {"SAGEMAKER_PROGRAM": "serve_entry.py",
-                                        "SAGEMAKER_SUBMIT_DIRECTORY": INFERENCE_SOURCE_URI,
-                                        "SAGEMAKER_REGION": REGION}
+                                        "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code",
+                                        "SAGEMAKER_REGION": REGION,
+                                        "SAGEMAKER_CONTAINER_LOG_LEVEL": "20"}
 
 
 def test_create_model_idempotent(trained: dict, aws: Counts) -> None:

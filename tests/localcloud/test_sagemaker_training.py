@@ -386,6 +386,8 @@ def test_real_training_entry_point(tmp_path: Path) -> None:
         assert described["TrainingJobStatus"] == "Completed", (described.get("FailureReason"), log)
         files = read_model(cloud, described["ModelArtifacts"]["S3ModelArtifacts"])
         assert {"model.pth", "classes.json", "metrics.json"} <= set(files)
+        # What the PyTorch inference container serves from: code/ with the program it names.
+        assert {"code/serve_entry.py", "code/requirements.txt", "code/inference/inference.py"} <= set(files)
         metrics = {m["MetricName"] for m in described["FinalMetricDataList"]}
         assert {"valid_acc", "test_acc"} <= metrics
 
