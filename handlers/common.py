@@ -90,6 +90,21 @@ def split_s3_uri(uri: str) -> tuple[str, str]:
     return match.group(1), match.group(2)
 
 
+def training_hyperparameters(training: dict) -> dict:
+    """What the training script is given: the run's hyperparameters and its backbone weights."""
+    return {**training["hyperparameters"], "weights": training["weights"]}
+
+
+def weights_channel(training: dict) -> list[dict]:
+    """An s3:// weights file as the job's "weights" channel: SageMaker copies it in, so a job
+    without network access (network isolation) still gets it."""
+    if not str(training["weights"]).startswith("s3://"):
+        return []
+    return [{"ChannelName": "weights", "DataSource": {"S3DataSource": {
+        "S3DataType": "S3Prefix", "S3Uri": training["weights"],
+        "S3DataDistributionType": "FullyReplicated"}}}]
+
+
 def with_section(state: dict, name: str, values: dict) -> dict:
     """The execution document with one section added or extended."""
     return {**state, name: {**state.get(name, {}), **values}}

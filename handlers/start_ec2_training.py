@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 
-from handlers.common import client, logger, setting, state_handler, with_section
+from handlers.common import client, logger, setting, state_handler, training_hyperparameters, with_section
 from handlers.ec2_user_data import build_user_data
 
 RUN_TAG = "stepml:run-id"
@@ -42,7 +42,7 @@ def launch(doc: dict, uris: dict[str, str]) -> str:
     user_data = build_user_data(
         code_uri=setting("EC2_CODE_URI"), data_uri=doc["dataset"]["s3_uri"],
         model_uri=uris["model"], status_uri=uris["status"],
-        hyperparameters=doc["training"]["hyperparameters"], region=setting("AWS_REGION", "us-east-1"),
+        hyperparameters=training_hyperparameters(doc["training"]), region=setting("AWS_REGION", "us-east-1"),
     )
     tags = [{"Key": RUN_TAG, "Value": doc["run_id"]}, {"Key": "Name", "Value": f"stepml-{doc['run_id']}"},
             {"Key": "stepml:purpose", "Value": "training"}]

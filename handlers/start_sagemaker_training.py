@@ -11,7 +11,17 @@ import time
 
 from botocore.exceptions import ClientError
 
-from handlers.common import client, error_code, logger, setting, split_s3_uri, state_handler, with_section
+from handlers.common import (
+    client,
+    error_code,
+    logger,
+    setting,
+    split_s3_uri,
+    state_handler,
+    training_hyperparameters,
+    weights_channel,
+    with_section,
+)
 
 
 def load_training_template() -> dict:
@@ -38,7 +48,7 @@ def training_request(doc: dict, name: str, hyperparameters: dict) -> dict:
             "DataSource": {"S3DataSource": {
                 "S3DataType": "S3Prefix", "S3Uri": doc["dataset"]["s3_uri"],
                 "S3DataDistributionType": "FullyReplicated"}},
-        }],
+        }, *weights_channel(training)],
         OutputDataConfig={"S3OutputPath": f"s3://{doc['bucket']}/{doc['model_prefix']}"},
         ResourceConfig={"InstanceType": training["instance_type"],
                         "InstanceCount": int(training["instance_count"]), "VolumeSizeInGB": 30},
@@ -63,7 +73,7 @@ def start_job(request: dict) -> None:
 @state_handler
 def handler(doc: dict) -> dict:
     name = doc["run_id"][:63]
-    start_job(training_request(doc, name, doc["training"]["hyperparameters"]))
+    start_job(training_request(doc, name, training_hyperparameters(doc["training"])))
     return with_section(doc, "training_job", {
         "backend": "sagemaker", "name": name, "status": "InProgress",
         "started_at": doc.get("training_job", {}).get("started_at", time.time()),

@@ -11,7 +11,14 @@ import time
 
 from botocore.exceptions import ClientError
 
-from handlers.common import client, error_code, state_handler, with_section
+from handlers.common import (
+    client,
+    error_code,
+    state_handler,
+    training_hyperparameters,
+    weights_channel,
+    with_section,
+)
 from handlers.start_sagemaker_training import load_training_template, sagemaker_hyperparameters
 
 DEFAULT_RANGES = {"lr": [0.0005, 0.05], "batch-size": [16, 64]}
@@ -32,7 +39,7 @@ def parameter_ranges(ranges: dict) -> dict:
 
 def job_definition(doc: dict, ranges: dict) -> dict:
     template = load_training_template()
-    static = {k: v for k, v in doc["training"]["hyperparameters"].items() if k not in ranges}
+    static = {k: v for k, v in training_hyperparameters(doc["training"]).items() if k not in ranges}
     return {
         "StaticHyperParameters": sagemaker_hyperparameters(template, static),
         "AlgorithmSpecification": {k: v for k, v in template["AlgorithmSpecification"].items()
@@ -40,7 +47,7 @@ def job_definition(doc: dict, ranges: dict) -> dict:
         "RoleArn": template["RoleArn"],
         "InputDataConfig": [{"ChannelName": "training", "DataSource": {"S3DataSource": {
             "S3DataType": "S3Prefix", "S3Uri": doc["dataset"]["s3_uri"],
-            "S3DataDistributionType": "FullyReplicated"}}}],
+            "S3DataDistributionType": "FullyReplicated"}}}, *weights_channel(doc["training"])],
         "OutputDataConfig": {"S3OutputPath": f"s3://{doc['bucket']}/{doc['model_prefix']}tuning/"},
         "ResourceConfig": {"InstanceType": doc["training"]["instance_type"], "InstanceCount": 1,
                            "VolumeSizeInGB": 30},

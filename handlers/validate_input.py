@@ -17,6 +17,7 @@ from handlers.errors import InvalidInput
 BACKENDS = ("sagemaker", "ec2")
 ENDPOINT_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 SECTIONS = ("training", "endpoint", "autoscaling", "predict")
+WEIGHTS = ("imagenet", "none")
 
 
 def _merge(defaults: dict, given: dict) -> dict:
@@ -87,6 +88,28 @@ def _check_training(training: dict) -> None:
         _number(value, f"training.hyperparameters.{name}", 0)
 
 
+def _check_weights(doc: dict, defaults: dict) -> None:
+    """imagenet, none, or a weights file the training roles can read: in the stack's bucket,
+    under its dataset or model prefix."""
+    weights = doc["training"]["weights"]
+    if weights in WEIGHTS:
+        return
+    if not isinstance(weights, str) or not weights.startswith("s3://") or weights.endswith("/"):
+        raise InvalidInput(f"training.weights must be one of {WEIGHTS} or an s3:// URI of a "
+                           f"weights file, got {weights!r}")
+    bucket, key = split_s3_uri(weights)
+    readable = (setting("DATASET_PREFIX", "datasets/"), defaults["model_prefix"])
+    if bucket != defaults["bucket"] or not key.startswith(readable):
+        raise InvalidInput(f"training.weights must be under s3://{defaults['bucket']}/ "
+                           f"{' or '.join(readable)}: the training roles read only there")
+    try:
+        client("s3").head_object(Bucket=bucket, Key=key)
+    except ClientError as error:
+        if error_code(error) not in ("404", "NoSuchKey", "NotFound"):
+            raise
+        raise InvalidInput(f"training.weights {weights} does not exist") from None
+
+
 def _check_hosting(doc: dict) -> None:
     name = doc["endpoint"]["name"]
     if not isinstance(name, str) or not ENDPOINT_NAME.fullmatch(name):
@@ -140,6 +163,7 @@ def handler(event: dict) -> dict:
     doc = _merge(defaults, given)
     doc["dataset"] = {"s3_uri": _dataset_uri(given)}
     _check_training(doc["training"])
+    _check_weights(doc, defaults)
     _check_hosting(doc)
     _check_stack_scope(doc, defaults)
     _number(doc["poll_seconds"], "poll_seconds", 0, integer=True)

@@ -46,7 +46,8 @@ def make_sample_dataset(target: Path) -> Path:
 
 
 def execution_input(dataset_uri: str, backend: str, local: bool) -> dict[str, Any]:
-    document: dict[str, Any] = {"dataset": dataset_uri, "training": {"backend": backend}}
+    # The sample's synthetic shapes need no pretrained backbone (and local jobs have no network).
+    document: dict[str, Any] = {"dataset": dataset_uri, "training": {"backend": backend, "weights": "none"}}
     if local:
         document["poll_seconds"] = 1  # the local cloud answers in seconds, not minutes
     return document
@@ -108,6 +109,7 @@ def print_summary(console: Console, outcome: RunOutcome, deployed: DeployResult,
     metrics = doc.get("training_job", {}).get("metrics", {})
     rows = [
         ("training backend", doc.get("training_job", {}).get("backend")),
+        ("backbone weights", _weights_summary(doc.get("training", {}).get("weights"))),
         ("test accuracy", metrics.get("test_acc")),
         ("model artifact", doc.get("training_job", {}).get("model_artifact")),
         ("endpoint", f"{doc['endpoint']['name']} ({doc['endpoint'].get('status')}, "
@@ -124,3 +126,9 @@ def print_summary(console: Console, outcome: RunOutcome, deployed: DeployResult,
     for key, value in rows:
         table.add_row(key, str(value))
     console.print(table)
+
+
+def _weights_summary(weights: str | None) -> str:
+    if weights == "none":
+        return "none (randomly initialised backbone; training.weights=imagenet fine-tunes ImageNet's)"
+    return str(weights)

@@ -44,12 +44,39 @@ def cached_weights_path(arch: str) -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]
 
 
-def load_backbone_weights(net: nn.Module, arch: str, weights: str | None) -> str | None:
-    """Load backbone weights from `weights` or the TORCH_HOME cache; return the file used.
+IMAGENET, NO_WEIGHTS = "imagenet", "none"
 
-    Only backbone keys are taken (the head is new). Missing weights are not an error: the
-    backbone stays randomly initialised and one warning line says so.
+
+def imagenet_weights(arch: str) -> Path:
+    """torchvision's ImageNet weights for ``arch``: the torch cache's copy, else downloaded into
+    it. A job without network access (SageMaker's network isolation; every local cloud job)
+    cannot download: it fails here at once with what to do instead."""
+    path = cached_weights_path(arch)
+    if path.is_file():
+        return path
+    url = models.get_model_weights(arch).DEFAULT.url
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.hub.download_url_to_file(url, str(path), progress=False)
+    except Exception as exc:  # URLError, proxy refusals, DNS failures: all mean "no network"
+        raise InputError(
+            f"weights=imagenet: {arch}'s ImageNet weights are not in the torch cache ({path}) and "
+            f"could not be downloaded ({type(exc).__name__}: {exc}); a job without network "
+            "access needs training.weights as an s3:// URI of the weights file, or none") from None
+    return path
+
+
+def load_backbone_weights(net: nn.Module, arch: str, weights: str | None) -> str | None:
+    """Load backbone weights and return the file used. ``weights``: ``imagenet`` (torchvision's,
+    see imagenet_weights), ``none`` (randomly initialised), a file, or unset (the torch cache's
+    ImageNet file if there is one, else random with one warning line).
+
+    Only backbone keys are taken (the head is new).
     """
+    if weights == NO_WEIGHTS:
+        return None
+    if weights == IMAGENET:
+        weights = str(imagenet_weights(arch))
     path = Path(weights) if weights else cached_weights_path(arch)
     if weights and not path.is_file():
         raise InputError(f"weights file not found: {weights}")

@@ -98,7 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     add(*_names("seed"), type=integer, default=d.seed)
     add(*_names("workers"), type=integer, default=-1, help="DataLoader workers (-1: auto)")
     add(*_names("threads"), type=integer, default=0, help="torch threads (0: auto)")
-    add(*_names("weights"), type=_text, default=None, help="backbone weights file or s3 URI")
+    add(*_names("weights"), type=_text, default=None,
+        help="backbone weights: imagenet, none, a file or an s3:// URI (SM_CHANNEL_WEIGHTS wins)")
     add(*_names("data"), type=_text, default=None, help="dir or s3:// with train/valid/test")
     add(*_names("model-dir"), type=_text, default=None)
     add(*_names("checkpoint-dir"), type=_text, default=None)
@@ -353,9 +354,7 @@ def _train(cfg: TrainConfig, classes: list[str], info, device, log, staging: Pat
 
     _seed_everything(cfg.seed)
     net = build_model(cfg.arch, len(classes))
-    weights = cfg.weights
-    if weights and storage.is_s3(weights):
-        weights = str(storage.download_file(weights, staging / "weights.pth"))
+    weights = _weights_file(cfg.weights, staging)
     pretrained = load_backbone_weights(net, cfg.arch, weights)
     set_backbone_trainable(net, cfg.train_backbone)
     net = net.to(device, memory_format=torch.channels_last)
@@ -413,6 +412,20 @@ def _write_artifacts(net, classes: list[str], cfg: TrainConfig, metrics: dict,
     _copy_serving_code(out)
     if cfg.output_data_dir:
         _dump(Path(cfg.output_data_dir) / "metrics.json", metrics)
+
+
+def _weights_file(weights: str | None, staging: Path) -> str | None:
+    """An s3:// weights URI as a local file: SageMaker's copy in the weights channel when the job
+    has one (network-isolated jobs get their inputs only that way), else a download."""
+    if not weights or not storage.is_s3(weights):
+        return weights
+    channel = os.environ.get("SM_CHANNEL_WEIGHTS")
+    if channel:
+        files = sorted(p for p in Path(channel).rglob("*") if p.is_file())
+        if len(files) != 1:
+            raise InputError(f"the weights channel must hold exactly one file, found {len(files)}")
+        return str(files[0])
+    return str(storage.download_file(weights, staging / "weights.pth"))
 
 
 def _copy_serving_code(out: Path) -> None:

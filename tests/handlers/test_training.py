@@ -65,6 +65,19 @@ def test_start_sagemaker_training(validated: dict, aws: Counts, monkeypatch: pyt
     assert job["StoppingCondition"] == {"MaxRuntimeInSeconds": CONFIG.training_max_wait_seconds}
     tags = common.client("sagemaker").list_tags(ResourceArn=job["TrainingJobArn"])["Tags"]
     assert {"Key": "stepml:run-id", "Value": name} in tags
+    assert json.loads(hyperparameters["weights"]) == "imagenet"  # the AWS default
+    assert [channel["ChannelName"] for channel in job["InputDataConfig"]] == ["training"]
+
+
+def test_s3_weights_reach_the_job_as_its_weights_channel(validated: dict, aws: Counts) -> None:
+    """Network-isolated jobs get inputs only as channels: SageMaker copies the file in."""
+    weights = f"s3://{BUCKET}/{CONFIG.model_prefix}backbones/resnet18.pth"
+    doc = {**validated, "training": {**validated["training"], "weights": weights}}
+    call(start_sagemaker_training, doc)
+    job = describe_job(validated["run_id"])
+    channels = {c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"] for c in job["InputDataConfig"]}
+    assert channels == {"training": DATASET_URI, "weights": weights}
+    assert json.loads(job["HyperParameters"]["weights"]) == weights
 
 
 def test_start_sagemaker_training_idempotent(validated: dict, aws: Counts,

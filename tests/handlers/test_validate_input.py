@@ -141,3 +141,25 @@ def test_execution_cannot_point_outside_the_stack(aws: Counts, override: dict, f
     """The stack's roles reach one bucket and one endpoint; say so instead of AccessDenied later."""
     with pytest.raises(InvalidInput, match=field):
         call(validate_input, run_input(**override))
+
+
+def test_weights_default_to_imagenet_and_take_none(aws: Counts) -> None:
+    assert call(validate_input, run_input())["training"]["weights"] == "imagenet"
+    given = run_input(training={"weights": "none", "hyperparameters": {}})
+    assert call(validate_input, given)["training"]["weights"] == "none"
+
+
+def test_weights_file_must_exist_where_the_training_roles_read(aws: Counts) -> None:
+    key = f"{CONFIG.model_prefix}backbones/resnet18.pth"
+    common.client("s3").put_object(Bucket=BUCKET, Key=key, Body=b"weights")
+    given = run_input(training={"weights": f"s3://{BUCKET}/{key}", "hyperparameters": {}})
+    assert call(validate_input, given)["training"]["weights"] == f"s3://{BUCKET}/{key}"
+    for weights, message in [
+        ("imagenet1k", "training.weights must be one of"),
+        (f"s3://{BUCKET}/{CONFIG.model_prefix}backbones/", "training.weights must be one of"),
+        (f"s3://elsewhere/{key}", "the training roles read only there"),
+        (f"s3://{BUCKET}/private/resnet18.pth", "the training roles read only there"),
+        (f"s3://{BUCKET}/{CONFIG.model_prefix}backbones/missing.pth", "does not exist"),
+    ]:
+        with pytest.raises(InvalidInput, match=message):
+            call(validate_input, run_input(training={"weights": weights, "hyperparameters": {}}))

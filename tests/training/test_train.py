@@ -152,6 +152,46 @@ def test_missing_pretrained_weights_warn_once(tiny_data: Path, tmp_path: Path,
     assert err.count("warning: no pretrained resnet18 weights") == 1
 
 
+def test_weights_none_trains_from_random_without_a_warning(tiny_data: Path, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture) -> None:
+    _train(tiny_data, tmp_path, "--epochs", "1", "--weights", "none")
+    assert "warning: no pretrained" not in capsys.readouterr().err
+    assert json.loads((tmp_path / "model" / "hyperparameters.json").read_text())["pretrained"] is None
+
+
+def test_weights_imagenet_uses_the_torch_cache(tiny_data: Path, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file already in the job's torch cache is used as is: nothing is downloaded."""
+    from training.model import cached_weights_path
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
+    cached = cached_weights_path("resnet18")
+    cached.parent.mkdir(parents=True)
+    torch.manual_seed(7)
+    reference = models.resnet18(weights=None).state_dict()
+    torch.save(reference, cached)
+    _train(tiny_data, tmp_path, "--epochs", "1", "--weights", "imagenet")
+    trained = torch.load(tmp_path / "model" / "model.pth", weights_only=True)
+    assert torch.equal(trained["layer1.0.conv1.weight"], reference["layer1.0.conv1.weight"])
+    used = json.loads((tmp_path / "model" / "hyperparameters.json").read_text())["pretrained"]
+    assert used == str(cached)
+
+
+def test_weights_imagenet_without_network_fails_fast_with_what_to_do(tiny_data: Path,
+                                                                     tmp_path: Path) -> None:
+    """As in a network-isolated job: an empty torch cache and no way out."""
+    env = clean_env(TORCH_HOME=str(tmp_path / "empty-torch-home"), HTTPS_PROXY="http://127.0.0.1:9",
+                    HTTP_PROXY="http://127.0.0.1:9", NO_PROXY="127.0.0.1")
+    proc = run_entry(["--data", str(tiny_data), "--model-dir", str(tmp_path / "model"), *FAST_ARGS,
+                      "--weights", "imagenet"], env=env, cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stdout.splitlines() + proc.stderr.splitlines()
+    error = [line for line in lines if line.startswith("error:")]
+    assert len(error) == 1 and "resnet18's ImageNet weights are not in the torch cache" in error[0]
+    assert "training.weights as an s3:// URI of the weights file, or none" in error[0]
+    assert not (tmp_path / "model" / "model.pth").exists()
+
+
 def _empty_class(root: Path) -> None:
     for p in (root / "train" / class_names(3)[2]).iterdir():
         p.unlink()

@@ -81,6 +81,12 @@ PROJECT_ROOT = Path(__file__).resolve().parents[3]
 TERMINAL = frozenset({"Completed", "Failed", "Stopped"})
 JOB_NAME = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")
 MAX_REASON = 1024
+# Every local job runs as with EnableNetworkIsolation: it reaches the local cloud on loopback
+# and nothing else (clients that honour the proxy variables, as urllib, torch.hub, requests and
+# botocore do, get "connection refused" from the discard port). Inputs come as channels.
+NETWORK_ISOLATION = {name: "http://127.0.0.1:9" for name in
+                     ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy")}
+NETWORK_ISOLATION.update(NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost")
 MESSAGES = {
     "Starting": "Preparing the instances for training",
     "Downloading": "Downloading input data",
@@ -408,7 +414,7 @@ class LocalTraining:
         if port is not None:
             env.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
         env.update({str(k): str(v) for k, v in (job.environment or {}).items()})
-        return self.cloud.child_env(env)
+        return self.cloud.child_env({**env, **NETWORK_ISOLATION})
 
     @staticmethod
     def _write_config(config_dir: Path, run: TrainingRun, host: str, hosts: list[str]) -> None:
