@@ -32,7 +32,7 @@ from botocore.exceptions import ClientError
 
 from benchmarks.machine import percentile, write_report
 from infra_scripts.localcloud.core.server import LOCAL_CREDENTIALS, LocalCloud, LocalCloudSettings
-from infra_scripts.packaging import tar_gz
+from infra_scripts.packaging import handler_dependencies_layer, tar_gz
 
 PROJECT = Path(__file__).resolve().parent.parent
 ENDPOINT = "bench-predict"
@@ -101,10 +101,14 @@ def deploy_function(cloud: LocalCloud) -> None:
     iam = cloud.boto3_client("iam")
     role = iam.create_role(RoleName="bench-predict", AssumeRolePolicyDocument=ROLE_POLICY)
     client = cloud.boto3_client("lambda")
+    # As the stack ships it: the handler's imports beyond the runtime come from the layer.
+    layer = client.publish_layer_version(
+        LayerName="bench-handler-dependencies", CompatibleRuntimes=["python3.11"],
+        Content={"ZipFile": handler_dependencies_layer()})["LayerVersionArn"]
     client.create_function(
         FunctionName=FUNCTION, Runtime="python3.11", Role=role["Role"]["Arn"],
         Handler="handlers.predict.handler", Code={"ZipFile": predict_zip()}, Timeout=60,
-        MemorySize=1024, Environment={"Variables": {"ENDPOINT_NAME": ENDPOINT}})
+        MemorySize=1024, Environment={"Variables": {"ENDPOINT_NAME": ENDPOINT}}, Layers=[layer])
     client.put_function_concurrency(FunctionName=FUNCTION, ReservedConcurrentExecutions=RESERVED)
 
 
