@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import importlib
 
-BENCHMARKS = ("bench_localcloud", "bench_training", "bench_inference", "bench_predict_load",
-              "bench_autoscaling", "bench_run")
+BENCHMARKS = ("bench_localcloud", "bench_training", "bench_training_job", "bench_inference",
+              "bench_predict_load", "bench_autoscaling", "bench_run")
 
 
 def main() -> None:

@@ -104,6 +104,8 @@ class Deployer:
         session = boto3.Session(aws_access_key_id=LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
                                 aws_secret_access_key=LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
                                 region_name=config.region)
+        # Local jobs are network-isolated: ImageNet weights would have to be in their torch cache.
+        config = dataclasses.replace(config, training_weights=config.training_weights or "none")
         return cls(config, session=session, endpoint_url=endpoint_url, **options)
 
     @classmethod

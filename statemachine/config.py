@@ -46,7 +46,8 @@ class PipelineConfig:
     training_backend: str = "sagemaker"
     # Backbone weights: torchvision's ImageNet weights (downloaded inside the job), "none", or an
     # s3:// URI of a weights file (given to the job as its "weights" channel: works without network).
-    training_weights: str = "imagenet"
+    # Unset: "imagenet" on AWS, "none" on the local cloud, whose jobs have no network.
+    training_weights: str = ""
     training_instance_type: str = "ml.c5.xlarge"
     training_instance_count: int = 1
     training_max_wait_seconds: int = 3600
@@ -105,7 +106,7 @@ class PipelineConfig:
                 "instance_count": self.training_instance_count,
                 "ec2_instance_type": self.ec2_instance_type,
                 "max_wait_seconds": self.training_max_wait_seconds,
-                "weights": self.training_weights,
+                "weights": self.training_weights or "imagenet",
                 "hyperparameters": dict(self.hyperparameters),
             },
             "endpoint": {
