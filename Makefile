@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: run test lint bench clean chromium lambda-artifacts
+.PHONY: run test lint bench clean chromium lambda-artifacts sagemaker-containers
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -27,7 +27,13 @@ lambda-artifacts: | $(PY)
 	$(PY) -m infra_scripts.packaging
 	$(PY) -m infra_scripts.localcloud.awslambda.runtime_env
 
-run: $(STAMP) lambda-artifacts
+# The SageMaker PyTorch container image local jobs and endpoints run in: AWS's toolkits
+# (sagemaker-training, sagemaker-pytorch-training, sagemaker-inference, sagemaker-pytorch-inference)
+# from PyPI, with this venv's torch linked in.
+sagemaker-containers: | $(PY)
+	$(PY) -m infra_scripts.localcloud.sagemaker.containers
+
+run: $(STAMP) lambda-artifacts sagemaker-containers
 	$(VENV)/bin/stepml run
 
 # The browser test drives Debian's chromium (never a downloaded browser).
@@ -35,13 +41,13 @@ chromium:
 	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } \
 		|| echo "warning: could not install chromium; the browser test will be skipped"
 
-test: $(DEV_STAMP) chromium lambda-artifacts
+test: $(DEV_STAMP) chromium lambda-artifacts sagemaker-containers
 	$(PY) -m pytest
 
 lint: $(DEV_STAMP)
 	$(VENV)/bin/ruff check .
 
-bench: $(STAMP)
+bench: $(STAMP) lambda-artifacts sagemaker-containers
 	$(PY) -m benchmarks.run_all
 
 clean:

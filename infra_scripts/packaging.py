@@ -26,6 +26,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from infra_scripts.localcloud.core.toolchains import cache_root
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 FIXED_TIME = (2020, 1, 1, 0, 0, 0)
 SKIP_PARTS = {"__pycache__", ".pytest_cache"}
@@ -90,10 +92,6 @@ class LayerBuildError(RuntimeError):
     pass
 
 
-def cache_dir() -> Path:
-    return Path(os.environ.get("STEPML_CACHE_DIR") or Path.home() / ".cache" / "stepml")
-
-
 def layer_cache_key(requirements: bytes) -> str:
     """What decides the layer's bytes: the requirements, the target platform, the zip format."""
     recipe = "\0".join([LAYER_FORMAT, *LAYER_PLATFORM]).encode()
@@ -101,7 +99,7 @@ def layer_cache_key(requirements: bytes) -> str:
 
 
 def layer_cache_path(requirements: Path = HANDLERS_REQUIREMENTS) -> Path:
-    return cache_dir() / "layers" / f"{layer_cache_key(requirements.read_bytes())}.zip"
+    return cache_root() / "layers" / f"{layer_cache_key(requirements.read_bytes())}.zip"
 
 
 def pip_install_for_lambda(requirements: Path, target: Path) -> None:
@@ -113,7 +111,7 @@ def pip_install_for_lambda(requirements: Path, target: Path) -> None:
     if result.returncode != 0:
         raise LayerBuildError(f"pip could not install {requirements} for the Lambda platform "
                               f"(it needs a package index once; later builds use the cache "
-                              f"in {cache_dir()}):\n{result.stderr.strip()}")
+                              f"in {cache_root()}):\n{result.stderr.strip()}")
 
 
 def compile_for_lambda(layer_root: Path) -> None:

@@ -14,7 +14,7 @@ from botocore.exceptions import ClientError
 
 from infra_scripts.localcloud.core.server import LocalCloud, LocalCloudSettings
 from infra_scripts.localcloud.sagemaker.hpo import candidates, sample
-from tests.localcloud.test_sagemaker_training import group_alive, started_groups
+from tests.localcloud.test_sagemaker_training import group_alive, source_archive, started_groups
 
 EXTENSIONS = ["infra_scripts.localcloud.sagemaker.training",
               "infra_scripts.localcloud.sagemaker.hpo"]
@@ -38,14 +38,18 @@ STAND_IN = textwrap.dedent('''
 ''')
 
 
+SCRIPT_MODE = {"sagemaker_program": '"hpo_stand_in.py"',
+               "sagemaker_submit_directory": f'"s3://{BUCKET}/code/hpo.tar.gz"'}
+
+
 @pytest.fixture
 def cloud(tmp_path: Path) -> Iterator[LocalCloud]:
-    (tmp_path / "hpo_stand_in.py").write_text(STAND_IN)
-    settings = LocalCloudSettings(options={"sagemaker_training": {
-        "entry_module": "hpo_stand_in", "code_dir": str(tmp_path), "stop_grace_s": 1}})
+    settings = LocalCloudSettings(options={"sagemaker_training": {"stop_grace_s": 1}})
     with LocalCloud(extensions=EXTENSIONS, settings=settings) as running:
         s3 = running.boto3_client("s3")
         s3.create_bucket(Bucket=BUCKET)
+        s3.put_object(Bucket=BUCKET, Key="code/hpo.tar.gz",
+                      Body=source_archive({"hpo_stand_in.py": STAND_IN}))
         s3.put_object(Bucket=BUCKET, Key="data/train/a/1.jpg", Body=b"x")
         yield running
         groups = started_groups(running)
@@ -66,7 +70,7 @@ def tune(cloud: LocalCloud, name: str, ranges: dict[str, Any], max_jobs: int = 4
             "ParameterRanges": ranges,
         },
         TrainingJobDefinition={
-            "StaticHyperParameters": static or {"epochs": "1"},
+            "StaticHyperParameters": {**SCRIPT_MODE, **(static or {"epochs": "1"})},
             "AlgorithmSpecification": {
                 "TrainingImage": "local", "TrainingInputMode": "File",
                 "MetricDefinitions": [{"Name": "valid:acc", "Regex": r"valid_acc=([0-9.]+)"},
@@ -171,7 +175,7 @@ def test_all_trials_failing_fails_the_tuning_job(cloud: LocalCloud) -> None:
     sm = tune(cloud, "hpo-bad", ranges, max_jobs=2, parallel=1, strategy="Grid")
     described = wait_tuning(sm, "hpo-bad")
     assert described["HyperParameterTuningJobStatus"] == "Failed"
-    assert "error: this trial fails" in described["FailureReason"]
+    assert "ExecuteUserScriptError:\nExitCode 2" in described["FailureReason"]  # the toolkit's
     assert "BestTrainingJob" not in described
 
 

@@ -1,7 +1,7 @@
-"""Local-cloud SageMaker training jobs: real processes behind CreateTrainingJob & co.
+"""Local-cloud SageMaker training jobs: the sagemaker-training toolkit behind CreateTrainingJob.
 
-A stand-in entry module (written per test into a temp source dir) plays the training script so
-these tests take seconds; ``test_real_training_entry_point`` runs ``training.train`` itself.
+A stand-in script (uploaded per test as the job's source dir) plays the training script so these
+tests take seconds; ``test_real_training_entry_point`` runs ``training.train`` itself.
 """
 
 from __future__ import annotations
@@ -86,16 +86,37 @@ STAND_IN = textwrap.dedent('''
 ''')
 
 
+SOURCE_KEY = "code/stand-in.tar.gz"
+SCRIPT_MODE = {  # as the SageMaker SDK's estimator writes them
+    "sagemaker_program": '"stand_in_train.py"',
+    "sagemaker_submit_directory": f'"s3://{BUCKET}/{SOURCE_KEY}"',
+    "sagemaker_container_log_level": "20",
+    "sagemaker_region": '"us-east-1"',
+}
+
+
+def source_archive(files: dict[str, str]) -> bytes:
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w:gz") as tar:
+        for name, text in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(text.encode())
+            tar.addfile(info, io.BytesIO(text.encode()))
+    return archive.getvalue()
+
+
+def prepare_bucket(cloud: LocalCloud) -> Any:
+    s3 = cloud.boto3_client("s3")
+    s3.create_bucket(Bucket=BUCKET)
+    s3.put_object(Bucket=BUCKET, Key=SOURCE_KEY, Body=source_archive({"stand_in_train.py": STAND_IN}))
+    return s3
+
+
 @pytest.fixture
 def cloud(tmp_path: Path) -> Iterator[LocalCloud]:
-    source = tmp_path / "src"
-    source.mkdir()
-    (source / "stand_in_train.py").write_text(STAND_IN)
-    settings = LocalCloudSettings(options={"sagemaker_training": {
-        "entry_module": "stand_in_train", "code_dir": str(source), "stop_grace_s": 1}})
+    settings = LocalCloudSettings(options={"sagemaker_training": {"stop_grace_s": 1}})
     with LocalCloud(extensions=[EXTENSION], settings=settings) as running:
-        s3 = running.boto3_client("s3")
-        s3.create_bucket(Bucket=BUCKET)
+        s3 = prepare_bucket(running)
         for key in ("data/train/a/1.jpg", "data/train/b/2.jpg", "data/valid/a/3.jpg"):
             s3.put_object(Bucket=BUCKET, Key=key, Body=b"x")
         yield running
@@ -114,7 +135,7 @@ def start_job(cloud: LocalCloud, name: str, hyperparameters: dict[str, str] | No
     sm = cloud.boto3_client("sagemaker")
     request = {
         "TrainingJobName": name,
-        "HyperParameters": hyperparameters or {},
+        "HyperParameters": {**SCRIPT_MODE, **(hyperparameters or {})},
         "AlgorithmSpecification": {"TrainingImage": "local", "TrainingInputMode": "File",
                                    "MetricDefinitions": METRICS},
         "RoleArn": ROLE,
@@ -196,7 +217,7 @@ def test_job_completes_with_model_metrics_and_logs(cloud: LocalCloud) -> None:
     assert run["argv"] == ["--epochs", "3", "--lr", "0.01"]
     assert run["files"] == ["train/a/1.jpg", "train/b/2.jpg", "valid/a/3.jpg"]
     assert run["env"]["SM_HOSTS"] == '["algo-1"]' and run["env"]["MY_FLAG"] == "on"
-    assert run["env"]["SM_HPS"] == '{"epochs": 3, "lr": 0.01}'
+    assert json.loads(run["env"]["SM_HPS"]) == {"epochs": 3, "lr": 0.01}  # the toolkit's
     assert read_model(cloud, artifact.replace("model.tar.gz", "output.tar.gz")) == {
         "extra.txt": b"out"}
 
@@ -221,16 +242,21 @@ def test_list_filters_and_tags_keep_working(cloud: LocalCloud) -> None:
 
 
 @pytest.mark.parametrize(("mode", "reason"), [
-    ("fail", "AlgorithmError: error: class folder 'train/b' is empty (exit code 2)"),
-    ("error-line", "AlgorithmError: error: learning rate must be positive (exit code 2)"),
-    ("crash", "AlgorithmError: RuntimeError: boom (exit code 1)"),
+    # The script's own output/failure wins: the toolkit writes one only if there is none.
+    ("fail", "AlgorithmError: error: class folder 'train/b' is empty, exit code: 1"),
+    # Otherwise the toolkit's ExecuteUserScriptError, with the stderr lines it recognises as an
+    # error (a bare "error: ..." line is not one).
+    ("error-line", 'AlgorithmError: ExecuteUserScriptError:\nExitCode 2\nErrorMessage ""\nCommand '),
+    ("crash", 'AlgorithmError: ExecuteUserScriptError:\nExitCode 1\nErrorMessage "raise '
+              'RuntimeError("boom")\n RuntimeError: boom"\nCommand '),
 ])
 def test_failing_job_is_failed_with_reason(cloud: LocalCloud, mode: str, reason: str) -> None:
     sm = start_job(cloud, f"job-{mode}", {"mode": mode})
     described = wait_done(sm, f"job-{mode}")
     assert described["TrainingJobStatus"] == "Failed"
     assert described["SecondaryStatus"] == "Failed"
-    assert described["FailureReason"] == reason
+    assert described["FailureReason"].startswith(reason)
+    assert described["FailureReason"].endswith(", exit code: 1")
     assert "ModelArtifacts" not in described
 
 
@@ -286,7 +312,7 @@ def test_two_instances_run_two_processes(cloud: LocalCloud) -> None:
     run = json.loads(read_model(cloud, described["ModelArtifacts"]["S3ModelArtifacts"])[
         "run.json"])
     assert run["peers"] == ["algo-1", "algo-2"]  # algo-2 reached algo-1 at MASTER_ADDR:PORT
-    assert run["env"]["SM_HOSTS"] == '["algo-1", "algo-2"]'
+    assert json.loads(run["env"]["SM_HOSTS"]) == ["algo-1", "algo-2"]
     assert run["env"]["MASTER_ADDR"] == "127.0.0.1"
     streams = cloud.boto3_client("logs").describe_log_streams(
         logGroupName="/aws/sagemaker/TrainingJobs", logStreamNamePrefix="job-ddp/")["logStreams"]
@@ -336,15 +362,9 @@ def test_invalid_requests_are_rejected(cloud: LocalCloud) -> None:
 
 
 def test_cloud_stop_kills_running_jobs(tmp_path: Path) -> None:
-    source = tmp_path / "src"
-    source.mkdir()
-    (source / "stand_in_train.py").write_text(STAND_IN)
-    settings = LocalCloudSettings(options={"sagemaker_training": {
-        "entry_module": "stand_in_train", "code_dir": str(source)}})
-    cloud = LocalCloud(extensions=[EXTENSION], settings=settings).start()
+    cloud = LocalCloud(extensions=[EXTENSION]).start()
     try:
-        cloud.boto3_client("s3").create_bucket(Bucket=BUCKET)
-        cloud.boto3_client("s3").put_object(Bucket=BUCKET, Key="data/x", Body=b"x")
+        prepare_bucket(cloud).put_object(Bucket=BUCKET, Key="data/x", Body=b"x")
         sm = start_job(cloud, "job-orphan", {"sleep": "60"}, count=2)
         wait_until_training(sm, "job-orphan")
         pids = cloud.extensions["sagemaker.training"].run_for("job-orphan").pids()

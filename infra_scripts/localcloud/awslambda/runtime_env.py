@@ -11,16 +11,19 @@ installed once from PyPI and cached, keyed by the pins below.
 
 from __future__ import annotations
 
-import fcntl
-import hashlib
 import json
-import os
-import shutil
-import subprocess
-import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from infra_scripts.localcloud.core.toolchains import (
+    ToolchainUnavailable,
+    build_once,
+    cache_root,
+    find_interpreter,
+    is_built,
+    pins_key,
+    run_pip,
+)
 
 RUNTIME = "python3.11"
 # "Runtime-included SDK versions", https://docs.aws.amazon.com/lambda/latest/dg/lambda-python.html:
@@ -39,8 +42,7 @@ RUNTIME_PACKAGES = (
 BOOTSTRAP = Path(__file__).with_name("bootstrap.py")
 
 
-class RuntimeUnavailable(RuntimeError):
-    """The runtime environment could not be found or built."""
+RuntimeUnavailable = ToolchainUnavailable  # the runtime environment could not be found or built
 
 
 @dataclass(frozen=True)
@@ -52,63 +54,23 @@ class RuntimeEnvironment:
         return [self.interpreter, "-I", "-S", "-B", str(BOOTSTRAP), *args]
 
 
-def cache_root() -> Path:
-    return Path(os.environ.get("STEPML_CACHE_DIR") or Path.home() / ".cache" / "stepml")
-
-
-def _key() -> str:
-    pins = json.dumps({"runtime": RUNTIME, "packages": RUNTIME_PACKAGES}, sort_keys=True)
-    return hashlib.sha256(pins.encode()).hexdigest()[:16]
-
-
-def find_interpreter() -> str:
-    """A CPython 3.11 without a virtualenv's site-packages: the base of this venv if it is 3.11,
-    else ``python3.11`` on PATH."""
-    candidates = [getattr(sys, "_base_executable", ""), sys.executable, shutil.which("python3.11") or ""]
-    for candidate in filter(None, candidates):
-        probe = subprocess.run([candidate, "-I", "-S", "-c", "import sys; print(sys.version_info[:2])"],
-                               capture_output=True, text=True)
-        if probe.returncode == 0 and probe.stdout.strip() == "(3, 11)":
-            return candidate
-    raise RuntimeUnavailable("Lambda's python3.11 runtime needs a CPython 3.11 interpreter "
-                             "(python3.11 on PATH)")
-
-
 def runtime_environment(build: bool = True) -> RuntimeEnvironment:
     """The cached environment, built first if ``build`` (one builder at a time, atomically)."""
-    target = cache_root() / "lambda-runtime" / f"{RUNTIME}-{_key()}"
+    key = pins_key({"runtime": RUNTIME, "packages": RUNTIME_PACKAGES})
+    target = cache_root() / "lambda-runtime" / f"{RUNTIME}-{key}"
     interpreter = find_interpreter()
-    if not (target / ".complete").exists():
+    if not is_built(target):
         if not build:
             raise RuntimeUnavailable(f"Lambda runtime not built at {target}; run `make lambda-runtime`")
-        _build(target)
+        build_once(target, _pip_install, json.dumps(RUNTIME_PACKAGES))
     return RuntimeEnvironment(interpreter, target / "packages")
 
 
-def _build(target: Path) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with open(target.parent / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if (target / ".complete").exists():
-            return
-        staging = Path(tempfile.mkdtemp(prefix=".build-", dir=target.parent))
-        try:
-            _pip_install(staging / "packages")
-            (staging / ".complete").write_text(json.dumps(RUNTIME_PACKAGES))
-            shutil.rmtree(target, ignore_errors=True)
-            staging.rename(target)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-
-
-def _pip_install(packages_dir: Path) -> None:
+def _pip_install(staging: Path) -> None:
     # Binary wheels only, as AWS builds its runtime images; no byte-code written now, the way a
     # fresh execution environment starts.
-    command = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-               "--no-compile", "--only-binary=:all:", "--target", str(packages_dir), *RUNTIME_PACKAGES]
-    result = subprocess.run(command, capture_output=True, text=True)
-    if result.returncode != 0:
-        raise RuntimeUnavailable(f"could not build the Lambda runtime: {result.stderr.strip()[-2000:]}")
+    run_pip(["install", "--quiet", "--no-compile", "--only-binary=:all:",
+             "--target", str(staging / "packages"), *RUNTIME_PACKAGES], "the Lambda runtime")
 
 
 def main() -> None:

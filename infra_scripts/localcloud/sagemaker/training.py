@@ -12,36 +12,36 @@ Lifecycle (``TrainingJobStatus`` / ``SecondaryStatus``)::
     StopTrainingJob → Stopping/Stopping → Stopped/Stopped (SIGTERM, grace, SIGKILL)
     MaxRuntimeInSeconds passed → Stopped/MaxRuntimeExceeded
 
-Job layout under ``<work_dir>/sagemaker/training/<job>/``: ``input/data/<channel>`` (shared by the
-hosts), ``code/`` (extracted ``sagemaker_submit_directory``), and per host ``algo-N/``
-with ``model/``, ``output/data/``, ``checkpoints/``, ``input/config/*.json`` and ``algo-N.log``.
+Job layout under ``<work_dir>/sagemaker/training/<job>/``: ``input/data/<channel>`` (downloaded
+once, linked into every host) and per host ``algo-N/``, that instance's ``/opt/ml``:
+``input/config/{hyperparameters,resourceconfig,inputdataconfig}.json``, ``input/data``, ``code/``,
+``model/``, ``output/`` (``failure``, ``data/``), ``checkpoints/`` and ``algo-N.log``; its container
+(``containers.py``) is ``containers/algo-N/``.
 
-What runs: with ``sagemaker_program`` (the SDK's script mode) that program from the extracted
-``sagemaker_submit_directory`` (``.py`` with the venv's python, ``.sh`` with bash); otherwise
-``python -m training.train`` from the project (options ``entry_module``, ``code_dir``).
-Hyperparameters are JSON-decoded where they parse (the SDK JSON-encodes them), ``sagemaker_*``
-keys dropped, and passed as ``--key value`` sorted by key, as the SageMaker training toolkit does.
-Environment: SageMaker's ``SM_*`` contract plus ``MASTER_ADDR``/``MASTER_PORT`` (127.0.0.1, a
-free port) for multi-instance jobs, ``SM_CHECKPOINT_DIR`` (local-cloud only: where
-``/opt/ml/checkpoints`` would be) and a per-host ``TMPDIR``.
+What runs: on each host, the PyTorch training container's command, the ``sagemaker-training``
+toolkit's ``train``, with ``SAGEMAKER_BASE_DIR`` at the host's directory. The toolkit does what it
+does in the container: it reads the config files, downloads and extracts
+``sagemaker_submit_directory`` from S3, pip-installs its ``requirements.txt``, runs
+``sagemaker_program`` with the hyperparameters as ``--key value`` and the ``SM_*`` environment,
+and writes ``output/failure`` when the entry point fails; ``sagemaker-pytorch-training``'s module
+sets the rendezvous (``MASTER_ADDR``/``MASTER_PORT``: 127.0.0.1 and a free port here, since the
+hosts' names do not resolve; ``SM_STUDIO_LOCAL_MODE`` skips the DNS wait for the same reason).
 
 Logs: each host's stdout+stderr go to ``algo-N.log`` and to CloudWatch Logs (group
 ``/aws/sagemaker/TrainingJobs``, stream ``<job>/algo-N-<epoch>``), line by line.
 Metrics: each line is searched with the job's ``MetricDefinitions`` regexes (first group, as a
 float); ``FinalMetricDataList`` holds the latest value of each, live while training.
-FailureReason: ``AlgorithmError: <reason> (exit code N)`` where reason is the failing host's
-``failure`` file (``output/failure`` or ``output/data/failure``), else its last ``error:`` line,
-else its last stderr line; ``ClientError: ...`` for bad channels/source dir/output location.
+FailureReason: ``AlgorithmError: <reason>, exit code: N`` where reason is the failing host's
+``output/failure`` (the toolkit's, or the script's own if the toolkit never ran), else its last
+``error:`` line, else its last stderr line; ``ClientError: ...`` for bad channels or output location.
 
-Options (``settings.options["sagemaker_training"]``): ``entry_module`` ("training.train"),
-``code_dir`` (project root), ``stop_grace_s`` (5), ``num_gpus`` (0).
+Options (``settings.options["sagemaker_training"]``): ``stop_grace_s`` (5).
 """
 
 from __future__ import annotations
 
 import inspect
 import json
-import os
 import re
 import shutil
 import signal
@@ -72,12 +72,30 @@ from infra_scripts.localcloud.core.server import (
     aws_error,
     json_response,
     match_target,
-    python_executable,
 )
+from infra_scripts.localcloud.sagemaker.containers import CONTAINER_ENV, pytorch_image
 
 OPTIONS_KEY = "sagemaker_training"
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"
-PROJECT_ROOT = Path(__file__).resolve().parents[3]
+# The PyTorch training container: its command is the toolkit's ``train``, which runs the framework
+# module its Dockerfile names. One substitution: that module points MASTER_ADDR/MASTER_PORT at
+# algo-1:7777, and here every host of every job shares one network namespace where algo-N does not
+# resolve, so they become 127.0.0.1 and a port of the job's own.
+FRAMEWORK_MODULE = {"SAGEMAKER_TRAINING_MODULE": "sagemaker_pytorch_container.training:main"}
+TRAIN_COMMAND = """
+import os
+from sagemaker_pytorch_container import training
+
+
+def loopback_rendezvous(training_env):
+    os.environ["MASTER_ADDR"] = "127.0.0.1"
+    os.environ["MASTER_PORT"] = os.environ["LOCALCLOUD_MASTER_PORT"]
+
+
+training._set_distributed_environment = loopback_rendezvous
+from sagemaker_training.cli.train import main
+main()
+"""
 TERMINAL = frozenset({"Completed", "Failed", "Stopped"})
 JOB_NAME = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")
 MAX_REASON = 1024
@@ -230,11 +248,10 @@ class LocalTraining:
         set_fields(run.job, training_start_time=utcnow())
         _transition(run, "Downloading")
         self._download_inputs(run)
-        command, cwd, code_dir = self._entry(run)
         if run.stop_requested.is_set():
             self._finish(run, run.stop_status)
             return
-        failed = self._train(run, command, cwd, code_dir)
+        failed = self._train(run)
         if self._closing.is_set():
             return
         if failed is not None:
@@ -299,54 +316,19 @@ class LocalTraining:
             list(pool.map(fetch, keys))
         return len(keys)
 
-    def _entry(self, run: TrainingRun) -> tuple[list[str], Path, Path]:
-        """The command, its working directory and the code directory put on PYTHONPATH."""
-        hyperparameters = run.job.hyper_parameters or {}
-        program = decode_value(hyperparameters.get("sagemaker_program", ""))
-        submit = decode_value(hyperparameters.get("sagemaker_submit_directory", ""))
-        code_dir = Path(self.option("code_dir", str(PROJECT_ROOT)))
-        if submit:
-            code_dir = self._fetch_source(str(submit), run.root / "code")
-        args = cli_args(hyperparameters)
-        if not program:
-            module = str(self.option("entry_module", "training.train"))
-            return [python_executable(), "-m", module, *args], run.root, code_dir
-        script = (code_dir / str(program)).resolve()
-        if not script.is_relative_to(code_dir.resolve()) or not script.is_file():
-            raise JobError(f"sagemaker_program {program!r} not found in the source directory")
-        runner = {".py": [python_executable()], ".sh": ["bash"]}.get(script.suffix, [])
-        return [*runner, str(script), *args], code_dir, code_dir
-
-    def _fetch_source(self, uri: str, target: Path) -> Path:
-        target.mkdir(parents=True, exist_ok=True)
-        if uri.startswith("s3://"):
-            archive = target.parent / "sourcedir.tar.gz"
-            bucket, key = split_s3_uri(uri)
-            try:
-                self._s3().download_file(bucket, key, str(archive))
-            except Exception as error:
-                raise JobError(f"could not download the source directory {uri}: {error}") from None
-        else:
-            archive = Path(uri.removeprefix("file://"))
-            if archive.is_dir():
-                return archive
-        try:
-            with tarfile.open(archive) as tar:
-                tar.extractall(target, filter="data")
-        except (tarfile.TarError, OSError) as error:
-            raise JobError(f"could not extract the source directory {uri}: {error}") from None
-        return target
-
     # -- training ----------------------------------------------------------------------------
-    def _train(self, run: TrainingRun, command: list[str], cwd: Path,
-               code_dir: Path) -> HostProcess | None:
-        """Run one process per instance; returns the host that failed, or None."""
+    def _train(self, run: TrainingRun) -> HostProcess | None:
+        """Run the toolkit once per instance, as each instance's container does; returns the host
+        that failed, or None."""
         count = int((run.job.resource_config or {}).get("InstanceCount", 1))
         hosts = [f"algo-{index + 1}" for index in range(count)]
-        port = free_port() if count > 1 else None
+        port = free_port()
+        image = pytorch_image()
         for host in hosts:
-            env = self._host_env(run, host, hosts, code_dir, port)
-            run.hosts.append(self._spawn(run, host, command, cwd, env))
+            env = self._host_env(run, host, hosts, port)
+            python = image.container(run.root / "containers" / host)
+            command = [python, "-c", TRAIN_COMMAND]
+            run.hosts.append(self._spawn(run, host, command, run.host_dir(host), env))
         _transition(run, "Training")  # only once every host's process exists
         return self._watch(run)
 
@@ -375,55 +357,51 @@ class LocalTraining:
                 reader.join(timeout=5)
         return failed
 
-    def _host_env(self, run: TrainingRun, host: str, hosts: list[str], code_dir: Path,
-                  port: int | None) -> dict[str, str]:
+    def _host_env(self, run: TrainingRun, host: str, hosts: list[str],
+                  port: int) -> dict[str, str]:
+        """The instance's /opt/ml (its own ``SAGEMAKER_BASE_DIR``) and the container's
+        environment; the toolkit derives every ``SM_*`` variable from these files."""
         job = run.job
         base = run.host_dir(host)
         for sub in ("model", "output/data", "checkpoints", "input/config"):
             (base / sub).mkdir(parents=True, exist_ok=True)
-        channels = [c["ChannelName"] for c in job.input_data_config or []]
-        hyperparameters = {k: decode_value(v) for k, v in (job.hyper_parameters or {}).items()
-                           if not k.startswith("sagemaker_")}
-        resource = job.resource_config or {}
+        data = base / "input" / "data"
+        if not data.exists():  # FullyReplicated: every instance sees the whole channel
+            data.symlink_to(run.root / "input" / "data", target_is_directory=True)
         self._write_config(base / "input" / "config", run, host, hosts)
         env = {
-            "SM_HOSTS": json.dumps(hosts),
-            "SM_CURRENT_HOST": host,
-            "SM_NUM_CPUS": str(max(1, (os.cpu_count() or 1) // len(hosts))),
-            "SM_NUM_GPUS": str(self.option("num_gpus", 0)),
-            "SM_CURRENT_INSTANCE_TYPE": str(resource.get("InstanceType", "local")),
-            "SM_MODEL_DIR": str(base / "model"),
-            "SM_OUTPUT_DIR": str(base / "output"),
-            "SM_OUTPUT_DATA_DIR": str(base / "output" / "data"),
-            "SM_INPUT_DIR": str(run.root / "input"),
-            "SM_INPUT_CONFIG_DIR": str(base / "input" / "config"),
-            "SM_CHECKPOINT_DIR": str(base / "checkpoints"),
-            "SM_CHANNELS": json.dumps(sorted(channels)),
-            "SM_HPS": json.dumps(hyperparameters),
-            "SM_USER_ARGS": json.dumps(cli_args(job.hyper_parameters or {})),
-            "SM_MODULE_DIR": str(code_dir),
+            "SAGEMAKER_BASE_DIR": str(base),
+            **CONTAINER_ENV,
+            **FRAMEWORK_MODULE,
+            "LOCALCLOUD_MASTER_PORT": str(port),
+            # The toolkit waits until every host name resolves (_wait_hostname_resolution);
+            # algo-N never does here. SageMaker local mode skips the wait with this.
+            "SM_STUDIO_LOCAL_MODE": "true",
             "TRAINING_JOB_NAME": run.name,
             "TRAINING_JOB_ARN": str(job.arn),
-            "PYTHONPATH": str(code_dir),
+            "AWS_REGION": run.region,
             "TMPDIR": str(self.cloud.short_tmpdir(host)),  # each instance has its own /tmp
         }
-        for channel in channels:
-            env[f"SM_CHANNEL_{channel.upper()}"] = str(run.root / "input" / "data" / channel)
-        for key, value in hyperparameters.items():
-            env[f"SM_HP_{key.upper()}"] = render_value(value)
-        if port is not None:
-            env.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
         env.update({str(k): str(v) for k, v in (job.environment or {}).items()})
         return self.cloud.child_env({**env, **NETWORK_ISOLATION})
 
     @staticmethod
     def _write_config(config_dir: Path, run: TrainingRun, host: str, hosts: list[str]) -> None:
+        """input/config/*.json as SageMaker writes them into each training container."""
         job = run.job
-        (config_dir / "hyperparameters.json").write_text(json.dumps(job.hyper_parameters or {}))
-        (config_dir / "resourceconfig.json").write_text(json.dumps(
-            {"current_host": host, "hosts": hosts, "network_interface_name": "lo"}))
+        hyperparameters = dict(job.hyper_parameters or {})
+        hyperparameters.setdefault("sagemaker_region", json.dumps(run.region))
+        instance_type = str((job.resource_config or {}).get("InstanceType", "local"))
+        group = {"instance_group_name": "homogeneousCluster", "instance_type": instance_type,
+                 "hosts": hosts}
+        (config_dir / "hyperparameters.json").write_text(json.dumps(hyperparameters))
+        (config_dir / "resourceconfig.json").write_text(json.dumps({
+            "current_host": host, "current_instance_type": instance_type,
+            "current_group_name": group["instance_group_name"], "hosts": hosts,
+            "instance_groups": [group], "network_interface_name": "lo"}))
         (config_dir / "inputdataconfig.json").write_text(json.dumps(
-            {c["ChannelName"]: {k: v for k, v in c.items() if k != "ChannelName"}
+            {c["ChannelName"]: {k: v for k, v in c.items() if k not in ("ChannelName", "DataSource")}
+             | {"TrainingInputMode": c.get("InputMode", "File")}
              for c in job.input_data_config or []}, default=str))
 
     def _spawn(self, run: TrainingRun, host: str, command: list[str], cwd: Path,
@@ -590,37 +568,8 @@ def _failure_reason(run: TrainingRun, failed: HostProcess) -> str:
         reason = failed.last_error or tail or "the training process exited with an error"
     code = failed.popen.returncode
     exit_text = (f"killed by signal {signal.Signals(-code).name}" if code < 0
-                 else f"exit code {code}")
-    return f"AlgorithmError: {reason} ({exit_text})"
-
-
-# -- hyperparameters ------------------------------------------------------------------------
-def decode_value(value: Any) -> Any:
-    """JSON-decode a hyperparameter where it parses (the SDK JSON-encodes them), as the
-    SageMaker training toolkit does; other strings stay as given."""
-    if not isinstance(value, str):
-        return value
-    try:
-        return json.loads(value)
-    except ValueError:
-        return value
-
-
-def render_value(value: Any) -> str:
-    if isinstance(value, dict | list):
-        return json.dumps(value)
-    return str(value)
-
-
-def cli_args(hyperparameters: dict[str, Any]) -> list[str]:
-    """``--key value`` for each non-``sagemaker_*`` hyperparameter, sorted by key."""
-    args: list[str] = []
-    for key in sorted(hyperparameters):
-        if key.startswith("sagemaker_"):
-            continue
-        args += [f"-{key}" if len(key) == 1 else f"--{key}",
-                 render_value(decode_value(hyperparameters[key]))]
-    return args
+                 else f"exit code: {code}")
+    return f"AlgorithmError: {reason}, {exit_text}"  # SageMaker's wording
 
 
 # -- small helpers --------------------------------------------------------------------------
