@@ -47,7 +47,7 @@ test: $(DEV_STAMP) chromium lambda-artifacts sagemaker-containers
 lint: $(DEV_STAMP)
 	$(VENV)/bin/ruff check .
 
-bench: $(STAMP) lambda-artifacts sagemaker-containers
+bench: $(DEV_STAMP) lambda-artifacts sagemaker-containers
 	$(PY) -m benchmarks.run_all
 
 clean:

@@ -5,8 +5,10 @@ each call lets the other process's OpenMP threads stop spinning), so background 
 machine hits all three alike:
   bare forward  predict_fn on the already preprocessed tensor (the model alone)
   in-process    input_fn + predict_fn + output_fn on the JPEG bytes (the serving code)
-  endpoint      POST /invocations to the model server (a subprocess) over keep-alive HTTP
-Goal: endpoint p50 <= 1.3 x bare forward p50.
+  endpoint      POST /invocations over keep-alive HTTP to the local cloud's PyTorch inference
+                container (serving_container.py: AWS's sagemaker-inference and
+                sagemaker-pytorch-inference handler code, the model.tar.gz layout with code/)
+Goal: endpoint p50 <= 1.3 x bare forward p50 on the toolkit path.
 
 Run: .venv/bin/python -m benchmarks.bench_inference [--configs resnet18:64,resnet50:224]
 On a shared machine, `nice -n -10` (root) keeps other load from dominating the figures; the
@@ -17,7 +19,6 @@ from __future__ import annotations
 import argparse
 import http.client
 import io
-import json
 import os
 import queue
 import subprocess
@@ -33,23 +34,25 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
+from benchmarks.artifacts import serving_model_files
 from benchmarks.machine import percentile, write_report
 from inference.inference import input_fn, model_fn, output_fn, predict_fn
-from inference.network import build_network
+from infra_scripts.localcloud.core.processes import free_port
+from infra_scripts.localcloud.sagemaker.containers import CONTAINER_ENV, pytorch_image
+from infra_scripts.localcloud.sagemaker.instances import SERVING_CONTAINER
+from infra_scripts.packaging import serving_environment
 
 GOAL = 1.3
 MODES = ("bare forward", "in-process", "endpoint")
-REPO = Path(__file__).resolve().parent.parent
 
 
 # --------------------------------------------------------------------------- inputs
 def make_artifact(root: Path, arch: str, image_size: int, classes: int = 4) -> Path:
-    """A randomly initialised model in the training artifact layout (latency ignores weights)."""
-    torch.manual_seed(0)
-    torch.save(build_network(arch, classes).state_dict(), root / "model.pth")
-    (root / "classes.json").write_text(json.dumps([f"class_{i}" for i in range(classes)]))
-    (root / "hyperparameters.json").write_text(json.dumps({"arch": arch,
-                                                           "image_size": image_size}))
+    """A randomly initialised model in the model.tar.gz layout, code/ included."""
+    for name, body in serving_model_files(arch, image_size,
+                                          [f"class_{i}" for i in range(classes)]).items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(body)
     return root
 
 
@@ -67,18 +70,35 @@ def make_jpeg(size: int) -> bytes:
 
 # --------------------------------------------------------------------------- the server
 class ServerProcess:
-    def __init__(self, model_dir: Path, workers: int | None) -> None:
-        argv = [sys.executable, "-m", "inference.server", "--model", str(model_dir),
-                "--port", "0"] + (["--workers", str(workers)] if workers else [])
-        env = {**os.environ, "STEPML_LOG_LEVEL": "WARNING"}
-        self.process = subprocess.Popen(argv, cwd=REPO, env=env, text=True,
-                                        stdout=subprocess.PIPE)
-        line = self.process.stdout.readline().strip()
-        if not line.startswith("listening on http://"):
-            self.process.kill()
-            raise RuntimeError(f"model server did not start: {line!r}")
-        host_port = line.removeprefix("listening on http://")
-        self.conn = http.client.HTTPConnection(host_port, timeout=120)
+    """One endpoint instance as the local cloud starts it: a container on the PyTorch image
+    with its own /opt/ml, serving the model directory through the toolkits."""
+
+    def __init__(self, base_dir: Path) -> None:
+        port = free_port()
+        python = pytorch_image().container(base_dir.parent / "container")
+        env = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/root"),
+               **CONTAINER_ENV, **serving_environment("us-east-1"),
+               "SAGEMAKER_BASE_DIR": str(base_dir), "SAGEMAKER_BIND_TO_PORT": str(port),
+               "SAGEMAKER_CONTAINER_LOG_LEVEL": "30"}
+        self.process = subprocess.Popen([python, "-I", "-B", str(SERVING_CONTAINER)], env=env,
+                                        cwd=base_dir, stdout=subprocess.DEVNULL)
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+        deadline = time.monotonic() + 120
+        while not self._healthy():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.process.kill()
+                raise RuntimeError("the serving container did not become healthy")
+            time.sleep(0.1)
+
+    def _healthy(self) -> bool:
+        try:
+            self.conn.request("GET", "/ping")
+            response = self.conn.getresponse()
+            response.read()
+            return response.status == 200
+        except OSError:
+            self.conn.close()
+            return False
 
     def classify(self, body: bytes) -> bytes:
         self.conn.request("POST", "/invocations", body=body,
@@ -138,14 +158,14 @@ def stats(samples: list[float]) -> dict[str, float]:
             "mean_ms": sum(samples) / len(samples), "min_ms": min(samples)}
 
 
-def measure(arch: str, image_size: int, image_px: int, count: int, pause_s: float,
-            workers: int | None) -> dict[str, Any]:
+def measure(arch: str, image_size: int, image_px: int, count: int, pause_s: float
+            ) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="stepml-bench-") as folder:
-        model_dir = make_artifact(Path(folder), arch, image_size)
+        model_dir = make_artifact(Path(folder) / "opt_ml" / "model", arch, image_size)
         model = model_fn(str(model_dir))
         jpeg = make_jpeg(image_px)
         tensor = model.transform(input_fn(jpeg, "image/jpeg"))
-        server = ServerProcess(model_dir, workers)
+        server = ServerProcess(model_dir.parent)
         worker = WorkerThread()
         try:
             calls: dict[str, Callable[[], float]] = {
@@ -193,7 +213,8 @@ def paired_ratio(samples: dict[str, list[float]], mode: str) -> float:
 # --------------------------------------------------------------------------- report
 def markdown(results: list[dict[str, Any]], settings: dict[str, Any]) -> str:
     lines = [
-        "Endpoint (model server over HTTP, keep-alive, one client) vs bare model forward on the "
+        "Endpoint (the local PyTorch inference container: AWS's toolkits' handler over HTTP, "
+        "keep-alive, one client) vs bare model forward on the "
         "same JPEG in the same run; modes sampled call by call in turn. Goal: endpoint p50 ≤ "
         f"{GOAL}× bare forward p50.",
         "",
@@ -230,7 +251,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="calls per mode (resnet50: a quarter) (default: %(default)s)")
     parser.add_argument("--pause-ms", type=float, default=10.0,
                         help="idle time before each call (default: %(default)s)")
-    parser.add_argument("--workers", type=int, default=None)
     return parser.parse_args(argv)
 
 
@@ -242,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
         arch, size, *px = spec.split(":")
         count = args.samples if arch == "resnet18" else max(10, args.samples // 4)
         results.append(measure(arch, int(size), int(px[0]) if px else int(size), count,
-                               args.pause_ms / 1000, args.workers))
+                               args.pause_ms / 1000))
         print(f"{results[-1]['config']}: endpoint/bare p50 = "
               f"{results[-1]['endpoint_over_bare_p50']:.2f}", flush=True)
     settings = {
@@ -251,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
         "load_after": ", ".join(f"{x:.2f}" for x in os.getloadavg()),
         "niceness": os.nice(0), "pause_ms": args.pause_ms, "samples_per_mode": "/".join(
             str(r["modes"]["endpoint"]["n"]) for r in results),
-        "workers": args.workers, "goal": f"endpoint p50 <= {GOAL} x bare forward p50",
+        "goal": f"endpoint p50 <= {GOAL} x bare forward p50",
     }
     report = markdown(results, settings)
     path = write_report("inference", {"settings": settings, "results": results}, report)

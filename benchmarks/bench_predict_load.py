@@ -1,9 +1,10 @@
 """Predict Lambda under concurrent load on the local cloud (issue 4): 1, 10, 100 and 120 clients.
 
-A real endpoint (``inference.server``, a tiny random-init resnet18 at 32 px) behind the predict
-Lambda (``handlers.predict.handler``) with reserved concurrency 100. Each client is a thread with
-its own boto3 Lambda client (no retries) sending small base64 PNGs. Before each measured round
-every client sends one unmeasured request, so cold starts are reported apart from warm latency.
+A real endpoint (the local PyTorch inference container, a tiny random-init resnet18 at 32 px)
+behind the predict Lambda (``handlers.predict.handler``) with reserved concurrency 100. Each
+client is a thread with its own boto3 Lambda client (no retries) sending small base64 PNGs.
+Before each measured round every client sends one unmeasured request, so cold starts are
+reported apart from warm latency.
 Goal: 0 errors and 0 throttles at 100; at 120 the throttles (429) are counted, not hidden.
 
 Run: .venv/bin/python -m benchmarks.bench_predict_load [--requests N] [--levels 1,10,100,120]
@@ -30,9 +31,10 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from benchmarks.artifacts import serving_artifact
 from benchmarks.machine import percentile, write_report
 from infra_scripts.localcloud.core.server import LOCAL_CREDENTIALS, LocalCloud, LocalCloudSettings
-from infra_scripts.packaging import handler_dependencies_layer, tar_gz
+from infra_scripts.packaging import handler_dependencies_layer, serving_environment
 
 PROJECT = Path(__file__).resolve().parent.parent
 ENDPOINT = "bench-predict"
@@ -47,33 +49,24 @@ ROLE_POLICY = json.dumps({"Version": "2012-10-17", "Statement": [{
 
 # -- set-up ----------------------------------------------------------------------------------
 
-def tiny_artifact() -> bytes:
-    """model.tar.gz of a random-init resnet18 with the training head (image_size 32)."""
-    import torch
-    import torchvision
-
-    torch.manual_seed(0)
-    net = torchvision.models.resnet18(weights=None)
-    net.fc = torch.nn.Sequential(torch.nn.Linear(512, 128), torch.nn.ReLU(),
-                                 torch.nn.Linear(128, len(CLASSES)))
-    weights = io.BytesIO()
-    torch.save(net.state_dict(), weights)
-    files = {"model.pth": weights.getvalue(), "classes.json": json.dumps(CLASSES).encode(),
-             "hyperparameters.json": b'{"arch": "resnet18", "image_size": 32}'}
-    return tar_gz(files)
+def tiny_artifact(arch: str = "resnet18", image_size: int = 32) -> bytes:
+    """model.tar.gz of a random-init network with the training head, code/ in."""
+    return serving_artifact(arch, image_size, CLASSES)
 
 
-def deploy_endpoint(cloud: LocalCloud, name: str, instances: int = 1,
-                    timeout_s: float = 120.0) -> float:
+def deploy_endpoint(cloud: LocalCloud, name: str, instances: int = 1, timeout_s: float = 120.0,
+                    arch: str = "resnet18", image_size: int = 32) -> float:
     """Upload the artifact, create model/config/endpoint; returns seconds to InService."""
     s3 = cloud.boto3_client("s3")
-    s3.create_bucket(Bucket="bench-models")
-    s3.put_object(Bucket="bench-models", Key=f"{name}/model.tar.gz", Body=tiny_artifact())
+    if "bench-models" not in [b["Name"] for b in s3.list_buckets()["Buckets"]]:
+        s3.create_bucket(Bucket="bench-models")
+    s3.put_object(Bucket="bench-models", Key=f"{name}/model.tar.gz", Body=tiny_artifact(arch, image_size))
     sagemaker = cloud.boto3_client("sagemaker")
     sagemaker.create_model(
         ModelName=name, ExecutionRoleArn="arn:aws:iam::123456789012:role/sagemaker",
         PrimaryContainer={"Image": "local/stepml",
-                          "ModelDataUrl": f"s3://bench-models/{name}/model.tar.gz"})
+                          "ModelDataUrl": f"s3://bench-models/{name}/model.tar.gz",
+                          "Environment": serving_environment(cloud.region)})
     sagemaker.create_endpoint_config(EndpointConfigName=name, ProductionVariants=[{
         "VariantName": "AllTraffic", "ModelName": name, "InitialInstanceCount": instances,
         "InstanceType": "ml.m5.large"}])
@@ -223,7 +216,7 @@ def markdown(levels: list[Level], setup: dict[str, Any]) -> str:
     lines = [
         "## Predict Lambda under concurrent load (local cloud)",
         "",
-        f"Endpoint: 1 × `inference.server` ({setup['model']}), InService in "
+        f"Endpoint: 1 × the PyTorch inference container ({setup['model']}), InService in "
         f"{setup['endpoint_inservice_s']:.1f} s. Lambda `handlers.predict.handler`, reserved "
         f"concurrency {RESERVED}. Each client: one unmeasured warm-up request (cold starts), then "
         f"an equal share of about {setup['requests_per_level']} measured requests (at least 2) "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 
 BENCHMARKS = ("bench_localcloud", "bench_training", "bench_training_job", "bench_inference",
+              "bench_serving", "bench_transfer",
               "bench_predict_load", "bench_autoscaling", "bench_run")
 
 

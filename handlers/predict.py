@@ -158,14 +158,19 @@ def _endpoint_error(err: ClientError) -> dict[str, Any]:
 
 
 def _model_error_body(original: str) -> str:
-    """The model server's own {"error", "message"} JSON, or that shape around its text."""
+    """The model's own {"error", "message"} JSON, or that shape around its first line.
+
+    The PyTorch inference container answers a refused request with the handler's message and
+    then the traceback, line by line: only the first line is for the caller.
+    """
+    first_line = original.split("\n", 1)[0]
     try:
-        parsed = json.loads(original)
+        parsed = json.loads(first_line)
     except ValueError:
         parsed = None
     if isinstance(parsed, dict) and "error" in parsed:
-        return original
-    return json.dumps({"error": "ModelError", "message": original[:1000]})
+        return first_line
+    return json.dumps({"error": "ModelError", "message": first_line[:1000]})
 
 
 def _endpoint_name() -> str:

@@ -35,20 +35,23 @@ SERVICE_UNAVAILABLE = "ServiceUnavailable"  # 503 (draining)
 class InferenceError(_Base):
     """A request the model cannot serve: carries the HTTP status, a stable code and a message."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
-        Exception.__init__(self, message)
+    def __init__(self, status: int, code: str, reason: str) -> None:
+        Exception.__init__(self, reason)
         self.status = status
         self.code = code
-        self.message = message
-        # The attribute names sagemaker_inference's error handler reads.
+        self.reason = reason
+        # What sagemaker_inference's error handler reads: it answers with status_code, the
+        # phrase, and a body of `message` followed by the traceback on the next lines, so the
+        # message is the JSON body and its first line stays parseable (handlers/predict.py).
         self.status_code = status
         self.phrase = code
+        self.message = self.to_json().decode("utf-8")
 
     def to_json(self) -> bytes:
-        return error_body(self.code, self.message)
+        return error_body(self.code, self.reason)
 
     def __repr__(self) -> str:
-        return f"InferenceError({self.status}, {self.code!r}, {self.message!r})"
+        return f"InferenceError({self.status}, {self.code!r}, {self.reason!r})"
 
 
 def error_body(code: str, message: str) -> bytes:

@@ -228,7 +228,7 @@ class _Handler(BaseHTTPRequestHandler):
             payload, content_type = app.invoke(body, self.headers.get("Content-Type"),
                                                self.headers.get("Accept"))
         except InferenceError as err:
-            log.info("invocation refused: %s %s: %s", err.status, err.code, err.message)
+            log.info("invocation refused: %s %s: %s", err.status, err.code, err.reason)
             self._send_error(err)
             return
         except Exception:  # a bug or a resource failure: log it, never show it

@@ -203,6 +203,13 @@ def serving_files() -> dict[str, bytes]:
     return files
 
 
+def serving_environment(region: str, program: str = INFERENCE_ENTRY) -> dict[str, str]:
+    """CreateModel's Environment for the PyTorch inference container (as handlers/create_model.py
+    sets it on the stack), for tests and benchmarks that create models themselves."""
+    return {"SAGEMAKER_PROGRAM": program, "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code",
+            "SAGEMAKER_REGION": region, "SAGEMAKER_CONTAINER_LOG_LEVEL": "20"}
+
+
 def training_source() -> bytes:
     files = {name: path.read_bytes() for name, path in _python_files("training")}
     files[TRAINING_ENTRY] = _TRAINING_SHIM.encode()

@@ -116,8 +116,9 @@ def test_input_fn_json_url_uses_safe_fetch(monkeypatch: pytest.MonkeyPatch, png:
 ])
 def test_input_fn_rejects(body, content_type, status: int, code: str) -> None:
     err = _error(serving.input_fn, body, content_type)
-    assert (err.status, err.code) == (status, code), err.message
-    assert json.loads(err.to_json()) == {"error": code, "message": err.message}
+    assert (err.status, err.code) == (status, code), err.reason
+    assert json.loads(err.to_json()) == {"error": code, "message": err.reason}
+    assert err.message == err.to_json().decode()  # the body sagemaker-inference answers with
 
 
 def test_input_fn_caps_raw_and_base64_bytes(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -48,14 +48,14 @@ def test_public_addresses_allowed(address: str) -> None:
 ])
 def test_refused_urls(url: str) -> None:
     err = _error(safe_fetch.fetch, url, Limits())
-    assert (err.status, err.code) == (422, "URLRefused"), err.message
+    assert (err.status, err.code) == (422, "URLRefused"), err.reason
 
 
 def test_name_resolving_to_private_address_refused(fake_dns: dict[str, list[str]]) -> None:
     fake_dns["intranet.example.com"] = ["10.20.30.40"]
     err = _error(safe_fetch.fetch, "https://intranet.example.com/cat.jpg", Limits())
     assert (err.status, err.code) == (422, "URLRefused")
-    assert "10.20.30.40" in err.message
+    assert "10.20.30.40" in err.reason
 
 
 def test_any_private_address_among_several_refuses(fake_dns: dict[str, list[str]]) -> None:
@@ -88,7 +88,7 @@ def test_https_fetch_connects_to_the_vetted_address(image_host: ImageHost, jpeg:
 def test_three_redirects_followed_fourth_refused(image_host: ImageHost, jpeg: bytes) -> None:
     assert safe_fetch.fetch(image_host.url("/hops/2", "hop.test"), Limits()) == jpeg
     err = _error(safe_fetch.fetch, image_host.url("/hops/3"), Limits())
-    assert (err.status, err.code) == (422, "URLRefused") and "redirects" in err.message
+    assert (err.status, err.code) == (422, "URLRefused") and "redirects" in err.reason
     assert image_host.hits.get("/cat.jpg") == 1  # only the first chain reached the image
 
 
@@ -98,7 +98,7 @@ def test_three_redirects_followed_fourth_refused(image_host: ImageHost, jpeg: by
 ])
 def test_each_redirect_is_rechecked(image_host: ImageHost, target: str) -> None:
     err = _error(safe_fetch.fetch, image_host.url(f"/redirect?to={target}"), Limits())
-    assert (err.status, err.code) == (422, "URLRefused"), err.message
+    assert (err.status, err.code) == (422, "URLRefused"), err.reason
 
 
 def test_size_cap_declared_and_streamed(image_host: ImageHost) -> None:
@@ -111,16 +111,16 @@ def test_size_cap_declared_and_streamed(image_host: ImageHost) -> None:
 def test_slow_drip_hits_the_deadline(image_host: ImageHost) -> None:
     err = _error(safe_fetch.fetch, image_host.url("/slow"),
                  Limits(fetch_timeout=1.0, fetch_deadline=0.5))
-    assert (err.status, err.code) == (422, "URLFetchFailed") and "timed out" in err.message
+    assert (err.status, err.code) == (422, "URLFetchFailed") and "timed out" in err.reason
 
 
 def test_upstream_error_status_and_bad_certificate(image_host: ImageHost,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     err = _error(safe_fetch.fetch, image_host.url("/missing.jpg"), Limits())
-    assert (err.status, err.code) == (422, "URLFetchFailed") and "404" in err.message
+    assert (err.status, err.code) == (422, "URLFetchFailed") and "404" in err.reason
     monkeypatch.setattr(safe_fetch, "ssl_context", __import__("ssl").create_default_context)
     err = _error(safe_fetch.fetch, image_host.url("/cat.jpg"), Limits())
-    assert (err.status, err.code) == (422, "URLFetchFailed") and "TLS" in err.message
+    assert (err.status, err.code) == (422, "URLFetchFailed") and "TLS" in err.reason
 
 
 # --------------------------------------------------------------------------- s3 fetch

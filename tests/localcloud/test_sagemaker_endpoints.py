@@ -22,6 +22,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from infra_scripts.localcloud.core.server import LocalCloud, LocalCloudSettings
+from infra_scripts.packaging import serving_environment
 from infra_scripts.packaging import tar_gz as tarball
 
 ENDPOINTS = "infra_scripts.localcloud.sagemaker.endpoints"
@@ -118,15 +119,20 @@ def put_object(cloud: LocalCloud, key: str, data: bytes) -> str:
     return f"s3://{BUCKET}/{key}"
 
 
+SERVING_ENV = serving_environment("us-east-1")  # what CreateModel's handler sets
+
+
 def create_config(cloud: LocalCloud, name: str, standin: dict[str, Any] | None = None,
-                  instances: int = 1, data: bytes | None = None) -> str:
+                  instances: int = 1, data: bytes | None = None,
+                  environment: dict[str, str] | None = None) -> str:
     """Model + endpoint config named ``name`` whose artifact configures the stand-in."""
     if data is None:
         data = tarball({"standin.json": json.dumps(standin or {}).encode()})
     url = put_object(cloud, f"{name}/model.tar.gz", data)
     sagemaker = client(cloud, "sagemaker")
     sagemaker.create_model(ModelName=name, ExecutionRoleArn=ROLE,
-                           PrimaryContainer={"Image": "local/stepml", "ModelDataUrl": url})
+                           PrimaryContainer={"Image": "local/stepml", "ModelDataUrl": url,
+                                             "Environment": environment or {}})
     sagemaker.create_endpoint_config(EndpointConfigName=name, ProductionVariants=[{
         "VariantName": "AllTraffic", "ModelName": name, "InitialInstanceCount": instances,
         "InstanceType": "ml.m5.large"}])
@@ -312,7 +318,10 @@ def test_failed_on_ping_timeout(standin_script: Path) -> None:
         client(cloud, "sagemaker").create_endpoint(EndpointName="ep", EndpointConfigName="slow")
         description = wait_until_settled(cloud, "ep")
         assert description["EndpointStatus"] == "Failed"
-        assert "did not answer /ping within 1 s" in description["FailureReason"]
+        reason = description["FailureReason"]
+        assert reason.startswith("The primary container for production variant AllTraffic did not "
+                                 "pass the ping health check. Please check CloudWatch logs")
+        assert "did not answer /ping within 1 s" in reason
         assert instance_pids(cloud, "ep") == []
 
 
@@ -471,8 +480,11 @@ def test_stop_kills_every_model_server(standin_script: Path) -> None:
 
 # -- the real model server ---------------------------------------------------------------------
 
-def resnet_artifact(classes: list[str]) -> bytes:
-    """A random-init resnet18 with the training head, as training's model.tar.gz holds it."""
+def resnet_artifact(classes: list[str], code: dict[str, bytes] | None = None) -> bytes:
+    """A random-init resnet18 with the training head and, under code/, the serving code (the
+    project's own unless ``code`` is given), as training's model.tar.gz holds them."""
+    from infra_scripts.packaging import serving_files
+
     torch = pytest.importorskip("torch")
     torchvision = pytest.importorskip("torchvision")
     torch.manual_seed(0)
@@ -481,8 +493,11 @@ def resnet_artifact(classes: list[str]) -> bytes:
                                  torch.nn.Linear(128, len(classes)))
     weights = io.BytesIO()
     torch.save(net.state_dict(), weights)
-    return tarball({"model.pth": weights.getvalue(), "classes.json": json.dumps(classes).encode(),
-                    "hyperparameters.json": b'{"arch": "resnet18", "image_size": 32}'})
+    files = {"model.pth": weights.getvalue(), "classes.json": json.dumps(classes).encode(),
+             "hyperparameters.json": b'{"arch": "resnet18", "image_size": 32}'}
+    code = serving_files() if code is None else code
+    files.update({f"code/{name}": body for name, body in code.items()})
+    return tarball(files)
 
 
 def png_bytes() -> bytes:
@@ -493,13 +508,12 @@ def png_bytes() -> bytes:
     return out.getvalue()
 
 
-@pytest.mark.skipif(not (Path(__file__).parents[2] / "inference" / "server.py").exists(),
-                    reason="inference/server.py not written yet")
 def test_real_model_server() -> None:
-    options = {"sagemaker_endpoints": {"workers_per_instance": 2, "startup_timeout_s": 60}}
+    """The PyTorch inference container (AWS's toolkits) serving training's model.tar.gz."""
+    options = {"sagemaker_endpoints": {"startup_timeout_s": 60}}
     with LocalCloud(settings=LocalCloudSettings(options=options), extensions=[ENDPOINTS]) as cloud:
         classes = ["cat", "dog", "fox"]
-        create_config(cloud, "resnet", data=resnet_artifact(classes))
+        create_config(cloud, "resnet", data=resnet_artifact(classes), environment=SERVING_ENV)
         client(cloud, "sagemaker").create_endpoint(EndpointName="ep", EndpointConfigName="resnet")
         description = wait_until_settled(cloud, "ep", timeout_s=60)
         assert description["EndpointStatus"] == "InService", description.get("FailureReason")
@@ -515,7 +529,10 @@ def test_real_model_server() -> None:
                                     ContentType="image/png")
         error = caught.value.response
         assert 400 <= error["OriginalStatusCode"] < 500
-        assert set(json.loads(error["OriginalMessage"])) >= {"error", "message"}
+        # The toolkit's error answer: the handler's message, then the traceback.
+        first_line, traceback_text = error["OriginalMessage"].split("\n", 1)
+        assert set(json.loads(first_line)) == {"error", "message"}
+        assert "Traceback" in traceback_text
         response = runtime.invoke_endpoint(EndpointName="ep", Body=png_bytes(),
                                            ContentType="image/png")
         assert response["ResponseMetadata"]["HTTPStatusCode"] == 200  # still serving

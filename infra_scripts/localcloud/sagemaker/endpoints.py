@@ -8,11 +8,14 @@ and sagemaker-runtime ``InvokeEndpoint`` (round robin over InService instances; 
 the model surface as ``ModelError`` like AWS) before moto does. Invocations are counted per
 variant for the autoscaling controller and published to CloudWatch ``AWS/SageMaker``.
 
-Knobs, ``settings.options["sagemaker_endpoints"]``: server_command (argv template with {python}
-{model} {port} {host}; default ``python -m inference.server``), workers_per_instance (None: the
-server's default), startup_timeout_s (300; a variant's ContainerStartupHealthCheckTimeoutInSeconds
-wins), invocation_timeout_s (60, as AWS), drain_timeout_s (= invocation timeout), stop_grace_s (5),
-health_check_interval_s (2; dead instances are replaced), publish_metrics (True).
+Each instance is the PyTorch inference container (``instances.py``), fed only the model's
+``model.tar.gz`` and its container ``Environment``.
+
+Knobs, ``settings.options["sagemaker_endpoints"]``: server_command (tests of the fleet mechanics
+only: a stand-in server's argv template with {python} {model} {port} {host}), startup_timeout_s
+(300; a variant's ContainerStartupHealthCheckTimeoutInSeconds wins), invocation_timeout_s
+(60, as AWS), drain_timeout_s (= invocation timeout), stop_grace_s (5), health_check_interval_s
+(2; dead instances are replaced), publish_metrics (True).
 """
 
 from __future__ import annotations
@@ -42,8 +45,8 @@ from infra_scripts.localcloud.core.server import (
     match_path,
     match_target,
 )
+from infra_scripts.localcloud.sagemaker.containers import CONTAINER_ENV
 from infra_scripts.localcloud.sagemaker.instances import (
-    DEFAULT_SERVER_COMMAND,
     ArtifactStore,
     Fleet,
     InstanceFailed,
@@ -244,16 +247,16 @@ class SageMakerEndpoints:
 
     def _launch_spec(self, state: EndpointState, variant: dict[str, Any]) -> LaunchSpec:
         container = self._container(state.backend, variant["ModelName"])
-        model_dir = self.artifacts.stage(container)
+        model_source = self.artifacts.stage(container)
         environment = {str(k): str(v) for k, v in (container.get("Environment") or {}).items()}
-        environment["SM_MODEL_DIR"] = str(model_dir)
         startup = variant.get("ContainerStartupHealthCheckTimeoutInSeconds")
+        command = self.option("server_command", None)
         return LaunchSpec(
-            model_dir=model_dir,
-            env=self.cloud.child_env(environment),
+            model_source=model_source,
+            env=self.cloud.child_env({**CONTAINER_ENV, **environment}),
             log_dir=self.root / "endpoints" / state.key[2] / variant["VariantName"],
-            command=tuple(self.option("server_command", DEFAULT_SERVER_COMMAND)),
-            workers=self.option("workers_per_instance", None),
+            command=tuple(command) if command else None,
+            variant=variant["VariantName"],
             startup_timeout_s=float(startup or self.option("startup_timeout_s", 300.0)),
             invocation_timeout_s=float(self.option("invocation_timeout_s", 60.0)),
             stop_grace_s=float(self.option("stop_grace_s", 5.0)),

@@ -1,8 +1,14 @@
-"""Local model-server processes behind SageMaker endpoints: one process per instance.
+"""Local model-server processes behind SageMaker endpoints: one container per instance.
+
+Each instance is the PyTorch inference container: its own ``/opt/ml`` (``SAGEMAKER_BASE_DIR``)
+whose ``model/`` it extracts from the model's ``model.tar.gz``, its own thin container on the
+image (``containers.py``) and ``serving_container.py`` serving ``/ping`` and ``/invocations`` through
+AWS's toolkits. Nothing comes from the project's tree or venv. (Tests of the fleet mechanics may
+give a stand-in ``command`` instead.)
 
 A ``Fleet`` holds the instances of one production variant. It routes round robin over the
 InService ones and drains an instance (no request in flight) before stopping it, so scaling and
-blue/green updates never drop a request. Artifacts are staged once per S3 object version.
+blue/green updates never drop a request. Archives are downloaded once per S3 object version.
 """
 
 from __future__ import annotations
@@ -28,12 +34,11 @@ import urllib3
 
 from infra_scripts.localcloud.core.processes import LOOPBACK, end_group, free_port, signal_group
 from infra_scripts.localcloud.core.s3 import object_keys, relative_key, split_s3_uri
+from infra_scripts.localcloud.sagemaker.containers import pytorch_image
 
-# The SageMaker hosting contract: the container serves /ping and /invocations on a port.
-DEFAULT_SERVER_COMMAND: tuple[str, ...] = (
-    "{python}", "-m", "inference.server", "--model", "{model}", "--port", "{port}",
-    "--host", "{host}",
-)
+# The SageMaker hosting contract: the container serves /ping and /invocations on the port in
+# SAGEMAKER_BIND_TO_PORT. -I: neither this file's directory nor PYTHON* variables reach it.
+SERVING_CONTAINER = Path(__file__).with_name("serving_container.py")
 HOST = LOOPBACK
 PING_INTERVAL_S = 0.1
 
@@ -52,11 +57,11 @@ class ModelDataError(Exception):
 class LaunchSpec:
     """How to start one instance of a variant."""
 
-    model_dir: Path
+    model_source: Path  # a staged model.tar.gz, or a directory (uncompressed model data)
     env: dict[str, str]
     log_dir: Path
-    command: Sequence[str] = DEFAULT_SERVER_COMMAND
-    workers: int | None = None
+    command: Sequence[str] | None = None  # None: the PyTorch inference container
+    variant: str = "AllTraffic"
     startup_timeout_s: float = 300.0
     invocation_timeout_s: float = 60.0
     stop_grace_s: float = 5.0
@@ -90,6 +95,7 @@ class ModelInstance:
         self.process: subprocess.Popen | None = None
         self.stderr_path = spec.log_dir / f"{self.id}.stderr.log"
         self.stdout_path = spec.log_dir / f"{self.id}.stdout.log"
+        self.base_dir = spec.log_dir / self.id  # the instance's /opt/ml
         self._pool: urllib3.HTTPConnectionPool | None = None
 
     @property
@@ -99,12 +105,15 @@ class ModelInstance:
     def start(self) -> None:
         self.port = free_port()
         self.spec.log_dir.mkdir(parents=True, exist_ok=True)
+        model_dir = self.base_dir / "model"
+        extract_model(self.spec.model_source, model_dir)
+        env = {**self.spec.env, "SAGEMAKER_BIND_TO_PORT": str(self.port),
+               "SAGEMAKER_BASE_DIR": str(self.base_dir)}
         with open(self.stdout_path, "ab") as out, open(self.stderr_path, "ab") as err:
             # Own session: the server's worker processes die with it (killpg).
             self.process = subprocess.Popen(
-                self._argv(), env={**self.spec.env, "SAGEMAKER_BIND_TO_PORT": str(self.port)},
-                cwd=self.spec.log_dir, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
-                start_new_session=True,
+                self._argv(model_dir), env=env, cwd=self.base_dir, stdout=out, stderr=err,
+                stdin=subprocess.DEVNULL, start_new_session=True,
             )
         _live.add(self.process)
         self._pool = urllib3.HTTPConnectionPool(
@@ -112,13 +121,13 @@ class ModelInstance:
             timeout=urllib3.Timeout(connect=2.0, read=self.spec.invocation_timeout_s),
         )
 
-    def _argv(self) -> list[str]:
-        values = {"python": sys.executable, "model": str(self.spec.model_dir),
-                  "port": str(self.port), "host": HOST}
-        argv = [part.format(**values) for part in self.spec.command]
-        if self.spec.workers:
-            argv += ["--workers", str(self.spec.workers)]
-        return argv
+    def _argv(self, model_dir: Path) -> list[str]:
+        if self.spec.command is None:
+            python = pytorch_image().container(self.base_dir.with_name(f"{self.id}.container"))
+            return [python, "-I", "-B", str(SERVING_CONTAINER)]
+        values = {"python": sys.executable, "model": str(model_dir), "port": str(self.port),
+                  "host": HOST}
+        return [part.format(**values) for part in self.spec.command]
 
     def exit_code(self) -> int | None:
         return None if self.process is None else self.process.poll()
@@ -150,8 +159,12 @@ class ModelInstance:
             time.sleep(PING_INTERVAL_S)
 
     def _reason(self, what: str) -> str:
+        """SageMaker's FailureReason for a container that never became healthy, then what
+        happened here (its CloudWatch log is this instance's stderr)."""
         line = last_line(self.stderr_path)
-        return f"Instance {self.id}: {what}" + (f"; last stderr line: {line}" if line else "")
+        return (f"The primary container for production variant {self.spec.variant} did not pass "
+                f"the ping health check. Please check CloudWatch logs for this endpoint. "
+                f"(Instance {self.id}: {what}" + (f"; last stderr line: {line})" if line else ")"))
 
     def invoke(self, body: bytes, headers: dict[str, str]) -> Reply:
         """POST /invocations; raises urllib3 errors when the process is unreachable."""
@@ -168,6 +181,9 @@ class ModelInstance:
             return
         end_group(self.process, self.spec.stop_grace_s)  # SIGKILL also reaches leftover workers
         _live.discard(self.process)
+        # The instance's disk goes with it (the logs stay beside it).
+        shutil.rmtree(self.base_dir, ignore_errors=True)
+        shutil.rmtree(self.base_dir.with_name(f"{self.id}.container"), ignore_errors=True)
 
 
 @atexit.register
@@ -298,7 +314,8 @@ class ArtifactStore:
         self._guard = threading.Lock()
 
     def stage(self, container: dict[str, Any]) -> Path:
-        """Directory holding the container's model data (empty if it has none)."""
+        """The container's model data: a downloaded model.tar.gz (checked to be one), or a
+        directory for uncompressed data or none."""
         source = container.get("ModelDataSource", {}).get("S3DataSource")
         url = container.get("ModelDataUrl") or (source or {}).get("S3Uri")
         if not url:
@@ -310,15 +327,18 @@ class ArtifactStore:
         client = self._s3_client()
         version = self._version(client, bucket, key, compressed)
         digest = hashlib.sha256(f"{url}|{version}".encode()).hexdigest()[:20]
-        target = self.root / digest
+        target = self.root / (f"{digest}.tar.gz" if compressed else digest)
         with self._lock_for(digest):
             if not target.exists():
+                self.root.mkdir(parents=True, exist_ok=True)
                 staging = self.root / f".{digest}.{uuid.uuid4().hex}"
                 try:
                     self._fetch(client, bucket, key, compressed, staging)
                     staging.rename(target)
-                finally:
-                    shutil.rmtree(staging, ignore_errors=True)
+                finally:  # whatever was left of a failed download
+                    if staging.is_dir():
+                        shutil.rmtree(staging, ignore_errors=True)
+                    staging.unlink(missing_ok=True)
         return target
 
     def _lock_for(self, digest: str) -> threading.Lock:
@@ -338,25 +358,36 @@ class ArtifactStore:
 
     @staticmethod
     def _fetch(client: Any, bucket: str, key: str, compressed: bool, staging: Path) -> None:
-        staging.mkdir(parents=True)
         if not compressed:
+            staging.mkdir(parents=True)
             _download_prefix(client, bucket, key, staging)
             return
-        archive = staging / "model.tar.gz"
         try:
-            client.download_file(bucket, key, str(archive))
+            client.download_file(bucket, key, str(staging))
         except Exception as error:
             raise ModelDataError(
                 f"Failed to download model data from s3://{bucket}/{key}: {error}") from error
         try:
-            with tarfile.open(archive) as tar:
-                tar.extractall(staging, filter="data")  # refuses absolute paths and ../
+            with tarfile.open(staging) as tar:
+                tar.getmembers()  # a truncated or foreign file fails here, not per instance
         except (tarfile.TarError, OSError) as error:
             raise ModelDataError(
                 f"Failed to extract model data from s3://{bucket}/{key} "
                 f"(expected a model.tar.gz): {error}") from error
-        finally:
-            archive.unlink(missing_ok=True)
+
+
+def extract_model(source: Path, model_dir: Path) -> None:
+    """An instance's own copy of the model data in its ``/opt/ml/model``."""
+    shutil.rmtree(model_dir, ignore_errors=True)
+    if source.is_dir():
+        shutil.copytree(source, model_dir)
+        return
+    model_dir.mkdir(parents=True)
+    try:
+        with tarfile.open(source) as tar:
+            tar.extractall(model_dir, filter="data")  # refuses absolute paths and ../
+    except (tarfile.TarError, OSError) as error:
+        raise ModelDataError(f"Failed to extract model data: {error}") from error
 
 
 def _download_prefix(client: Any, bucket: str, prefix: str, staging: Path) -> None:
