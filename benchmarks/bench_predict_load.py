@@ -55,7 +55,8 @@ def tiny_artifact(arch: str = "resnet18", image_size: int = 32) -> bytes:
 
 
 def deploy_endpoint(cloud: LocalCloud, name: str, instances: int = 1, timeout_s: float = 120.0,
-                    arch: str = "resnet18", image_size: int = 32) -> float:
+                    arch: str = "resnet18", image_size: int = 32,
+                    environment: dict[str, str] | None = None) -> float:
     """Upload the artifact, create model/config/endpoint; returns seconds to InService."""
     s3 = cloud.boto3_client("s3")
     if "bench-models" not in [b["Name"] for b in s3.list_buckets()["Buckets"]]:
@@ -66,7 +67,8 @@ def deploy_endpoint(cloud: LocalCloud, name: str, instances: int = 1, timeout_s:
         ModelName=name, ExecutionRoleArn="arn:aws:iam::123456789012:role/sagemaker",
         PrimaryContainer={"Image": "local/stepml",
                           "ModelDataUrl": f"s3://bench-models/{name}/model.tar.gz",
-                          "Environment": serving_environment(cloud.region)})
+                          "Environment": {**serving_environment(cloud.region),
+                                          **(environment or {})}})
     sagemaker.create_endpoint_config(EndpointConfigName=name, ProductionVariants=[{
         "VariantName": "AllTraffic", "ModelName": name, "InitialInstanceCount": instances,
         "InstanceType": "ml.m5.large"}])

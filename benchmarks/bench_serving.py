@@ -49,15 +49,18 @@ EXTRA_ENDPOINTS = 3
 GOALS_MS = {"InvokeEndpoint": 5.0, "predict Lambda": 10.0}
 
 
-def serve_cloud(connection: Connection) -> None:
+def serve_cloud(connection: Connection, workers: int | None) -> None:
     settings = LocalCloudSettings(options={"autoscaling": {"evaluation_period_s": 3600}})
+    # The container's own knob; unset, it starts one worker per vCPU as TorchServe does.
+    environment = {"SAGEMAKER_MODEL_SERVER_WORKERS": str(workers)} if workers else {}
     with LocalCloud(settings=settings) as cloud:
-        inservice = [deploy_endpoint(cloud, f"bench-inservice-{n}", arch=ARCH, image_size=IMAGE_SIZE)
+        inservice = [deploy_endpoint(cloud, f"bench-inservice-{n}", arch=ARCH, image_size=IMAGE_SIZE,
+                                     environment=environment)
                      for n in range(EXTRA_ENDPOINTS)]
         sagemaker = cloud.boto3_client("sagemaker")
         for n in range(EXTRA_ENDPOINTS):
             sagemaker.delete_endpoint(EndpointName=f"bench-inservice-{n}")
-        deploy_endpoint(cloud, ENDPOINT, arch=ARCH, image_size=IMAGE_SIZE)
+        deploy_endpoint(cloud, ENDPOINT, arch=ARCH, image_size=IMAGE_SIZE, environment=environment)
         deploy_function(cloud)
         functions = cloud.boto3_client("lambda")
         version = functions.publish_version(FunctionName=FUNCTION)["Version"]
@@ -101,7 +104,7 @@ def calls(cloud: dict[str, Any], jpeg: bytes, model_dir: Path) -> dict[str, Any]
 def markdown(result: dict[str, Any]) -> str:
     bare = result["modes"]["bare forward"]["p50_ms"]
     lines = [f"User-facing serving latency, {ARCH}@{IMAGE_SIZE}, one JPEG, one client, modes "
-             "sampled call by call in turn.", "",
+             f"sampled call by call in turn; endpoint workers: {result['workers']}.", "",
              "| path | p50 ms | p90 ms | p99 ms | p50 − bare p50 | goal |", "|---|---|---|---|---|---|"]
     for mode, row in result["modes"].items():
         goal = GOALS_MS.get(mode)
@@ -121,11 +124,13 @@ def markdown(result: dict[str, Any]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=100)
+    parser.add_argument("--workers", type=int, default=None,
+                        help="SAGEMAKER_MODEL_SERVER_WORKERS for the endpoint (default: the container's)")
     args = parser.parse_args()
     load_before = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     context = multiprocessing.get_context("spawn")
     ours, theirs = context.Pipe()
-    server = context.Process(target=serve_cloud, args=(theirs,))
+    server = context.Process(target=serve_cloud, args=(theirs, args.workers))
     server.start()
     try:
         cloud = ours.recv()
@@ -143,9 +148,11 @@ def main() -> None:
             server.terminate()
     result = {"modes": {mode: stats(values) for mode, values in samples.items()},
               "inservice_s": cloud["inservice_s"], "samples": args.samples,
+              "workers": args.workers or "container default (one per vCPU)",
               "load_before": load_before,
               "load_after": ", ".join(f"{x:.2f}" for x in os.getloadavg())}
-    path = write_report("bench_serving", result, markdown(result))
+    name = "bench_serving" + (f"_workers{args.workers}" if args.workers else "")
+    path = write_report(name, result, markdown(result))
     print(path.read_text())
 
 

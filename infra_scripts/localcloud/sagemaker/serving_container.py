@@ -15,12 +15,14 @@ worker is this process; everything the toolkits do is theirs:
 ``model_server._install_requirements()``        the same call, before anything loads; a pip
 (``pip install -r <model>/code/requirements``)  failure ends the process, as the container's
 ``_set_python_path``: ``<model>/code`` first     ``<model>/code`` first on ``sys.path``
-worker: ``HandlerService().initialize(ctx)``     the same, with a ``Context`` of TorchServe's
-in the model directory                          shape (``ts/context.py``), cwd the model dir
+workers (``SAGEMAKER_MODEL_SERVER_WORKERS``,     the same count, each a thread with its own
+else one per vCPU), each                        ``HandlerService``, its own ``Context`` of
+``HandlerService().initialize(ctx)`` in the     TorchServe's shape (``ts/context.py``); cwd
+model directory                                 the model dir
 a failed load: the worker restarts with          the same back-off; ``/ping`` is 500 until a
-back-off, ``/ping`` stays unhealthy             load succeeds
-``HandlerService().handle(batch, ctx)``          the same, batch size 1, one request at a time
-                                                (one worker)
+back-off, ``/ping`` stays unhealthy             load succeeds in every worker
+``HandlerService().handle(batch, ctx)``          the same, batch size 1, waiting requests
+from the front end's job queue                  served in turn by the last idle worker
 the response: the status, phrase and content     the same mapping
 type the handler set on the context
 ==============================================  ============================================
@@ -35,10 +37,12 @@ from __future__ import annotations
 import json
 import logging
 import os
+import queue
 import sys
 import threading
 import time
 import uuid
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -149,16 +153,38 @@ def response_bytes(value: Any) -> bytes:
     return json.dumps(value, indent=2).encode("utf-8")
 
 
-class Worker:
-    """The model's one backend worker: the toolkit's HandlerService over the model directory."""
+Answer = tuple[int, str | None, str | None, bytes]  # status, phrase, content type, body
 
-    def __init__(self, model_dir: str) -> None:
+
+@dataclass
+class Job:
+    body: bytes
+    headers: dict[str, str]
+    done: threading.Event = field(default_factory=threading.Event)
+    answer: Answer | None = None
+
+
+def default_workers() -> int:
+    """TorchServe's workers per model in the container: SAGEMAKER_MODEL_SERVER_WORKERS, else one
+    per vCPU."""
+    raw = os.environ.get("SAGEMAKER_MODEL_SERVER_WORKERS", "")
+    return int(raw) if raw.isdigit() and int(raw) > 0 else len(os.sched_getaffinity(0))
+
+
+class Workers:
+    """The model's backend workers, each the toolkit's HandlerService over the model directory,
+    all fed from one queue."""
+
+    def __init__(self, model_dir: str, count: int) -> None:
         self.model_dir = os.path.abspath(model_dir)
         self.code_dir = os.path.join(self.model_dir, "code")
-        self.service: Any = None
-        self.context = Context(self.model_dir, self._manifest())
-        self.ready = threading.Event()
-        self._lock = threading.Lock()
+        self.count = count
+        self.ready = threading.Event()  # every worker has loaded the model
+        self._loaded = 0
+        self._guard = threading.Lock()
+        # Idle workers' inboxes, last idle first: one client keeps hitting the same warm worker
+        # (its torch thread pool hot), the others join in as requests overlap.
+        self._idle: queue.LifoQueue[queue.SimpleQueue[Job]] = queue.LifoQueue()
 
     def _manifest(self) -> dict | None:
         path = os.path.join(self.model_dir, "MAR-INF", "MANIFEST.json")
@@ -177,11 +203,14 @@ class Worker:
                 LOG.error("%s; the container exits", error)
                 sys.exit(1)
 
-    def load_until_ready(self) -> None:
-        """``initialize`` until it succeeds, restarting with TorchServe's back-off."""
+    def prepare(self) -> None:
         if self.code_dir not in sys.path:
             sys.path.insert(0, self.code_dir)  # _set_python_path: the worker's PYTHONPATH
         os.chdir(self.model_dir)  # the worker's working directory
+
+    def load_until_ready(self, context: Context) -> Any:
+        """A loaded HandlerService: ``initialize`` until it succeeds, restarting with
+        TorchServe's back-off."""
         from sagemaker_pytorch_serving_container.handler_service import HandlerService
 
         attempt = 0
@@ -189,47 +218,71 @@ class Worker:
             started = time.monotonic()
             service = HandlerService()
             try:
-                service.initialize(self.context)
+                service.initialize(context)
             except Exception:
                 delay = RESTART_BACKOFF_S[min(attempt, len(RESTART_BACKOFF_S) - 1)]
                 LOG.exception("Backend worker failed to load the model; retry in %s s", delay)
                 attempt += 1
                 time.sleep(delay)
                 continue
-            self.service = service
-            self.ready.set()
             LOG.info("Model %s loaded in %.2f s", MODEL_NAME, time.monotonic() - started)
-            return
+            with self._guard:
+                self._loaded += 1
+                if self._loaded == self.count:
+                    self.ready.set()
+            return service
 
-    def invoke(self, body: bytes, headers: dict[str, str]) -> tuple[int, str | None, str | None, bytes]:
+    def invoke(self, body: bytes, headers: dict[str, str]) -> Answer:
         """(status, reason phrase, content type, body) for one /invocations request."""
         if not self.ready.is_set():
             return 503, None, "application/json", error_body(
                 503, "ServiceUnavailableException",
                 f'Model "{MODEL_NAME}" has no worker to serve inference request. '
                 "Please use scale workers API to add workers.")
+        job = Job(body, headers)
+        self._idle.get().put(job)  # waiting requests are served in turn, as from TorchServe's queue
+        job.done.wait()
+        assert job.answer is not None
+        return job.answer
+
+    def run(self) -> None:
+        """One backend worker: load the model, then answer requests one at a time, all on this
+        thread (its torch thread pool stays with it)."""
+        context = Context(self.model_dir, self._manifest())
+        service = self.load_until_ready(context)
+        inbox: queue.SimpleQueue[Job] = queue.SimpleQueue()
+        while True:
+            self._idle.put(inbox)
+            job = inbox.get()
+            try:
+                job.answer = self._handle(service, context, job.body, job.headers)
+            finally:
+                if job.answer is None:  # the handler escaped even its own error handling
+                    job.answer = 503, None, "application/json", error_body(
+                        503, "InternalServerException", "Prediction failed")
+                job.done.set()
+
+    @staticmethod
+    def _handle(service: Any, context: Context, body: bytes, headers: dict[str, str]) -> Answer:
         request_header: dict[str, Any] = dict(headers)
         request_header["body"] = {"content-type": headers.get("Content-Type")}
-        with self._lock:  # one worker: one request at a time
-            self.context.request_ids = {0: str(uuid.uuid4())}
-            self.context.request_processor = [RequestProcessor(request_header)]
-            try:
-                result = self.service.handle([{"body": body}], self.context)
-            except Exception:  # ts/service.py: the worker's own failure
-                LOG.exception("Invoking custom service failed.")
-                return 503, None, "application/json", error_body(
-                    503, "InternalServerException", "Prediction failed")
-            if not isinstance(result, list) or len(result) != 1:
-                return 503, None, "application/json", error_body(
-                    503, "InternalServerException", "Invalid model predict output")
-            processor = self.context.request_processor[0]
-            return (processor.get_response_status_code() or 200,
-                    processor.get_response_status_phrase(),
-                    processor.get_response_header("content-type"),
-                    response_bytes(result[0]))
+        context.request_ids = {0: str(uuid.uuid4())}
+        context.request_processor = [RequestProcessor(request_header)]
+        try:
+            result = service.handle([{"body": body}], context)
+        except Exception:  # ts/service.py: the worker's own failure
+            LOG.exception("Invoking custom service failed.")
+            return 503, None, "application/json", error_body(
+                503, "InternalServerException", "Prediction failed")
+        if not isinstance(result, list) or len(result) != 1:
+            return 503, None, "application/json", error_body(
+                503, "InternalServerException", "Invalid model predict output")
+        processor = context.request_processor[0]
+        return (processor.get_response_status_code() or 200, processor.get_response_status_phrase(),
+                processor.get_response_header("content-type"), response_bytes(result[0]))
 
 
-def handler_class(worker: Worker) -> type[BaseHTTPRequestHandler]:
+def handler_class(workers: Workers) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         # Headers and body go out in two writes; with Nagle and the client's delayed ACK each
@@ -252,7 +305,7 @@ def handler_class(worker: Worker) -> type[BaseHTTPRequestHandler]:
         def do_GET(self) -> None:
             if self.path.split("?")[0] != "/ping":
                 self.send(404, error_body(**NOT_FOUND), "application/json")
-            elif worker.ready.is_set():
+            elif workers.ready.is_set():
                 self.send(200, b'{\n  "status": "Healthy"\n}\n', "application/json")
             else:
                 self.send(500, b'{\n  "status": "Unhealthy"\n}\n', "application/json")
@@ -263,10 +316,17 @@ def handler_class(worker: Worker) -> type[BaseHTTPRequestHandler]:
             if self.path.split("?")[0] != "/invocations":
                 self.send(404, error_body(**NOT_FOUND), "application/json")
                 return
-            status, phrase, content_type, out = worker.invoke(body, dict(self.headers.items()))
+            status, phrase, content_type, out = workers.invoke(body, dict(self.headers.items()))
             self.send(status, out, content_type, phrase)
 
     return Handler
+
+
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+    # socketserver's default listen backlog is 5: a burst of connections past it waits out SYN
+    # retries (1 s, 3 s, …), health checks included. TorchServe's front end accepts far more.
+    request_queue_size = 1024
 
 
 def main() -> None:
@@ -274,12 +334,13 @@ def main() -> None:
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     model_dir = os.path.join(os.environ.get("SAGEMAKER_BASE_DIR", "/opt/ml"), "model")
     port = int(os.environ.get("SAGEMAKER_BIND_TO_PORT", "8080"))
-    worker = Worker(model_dir)
-    worker.install_requirements()
-    server = ThreadingHTTPServer(("127.0.0.1", port), handler_class(worker))
-    server.daemon_threads = True
-    threading.Thread(target=worker.load_until_ready, name="worker", daemon=True).start()
-    LOG.info("serving %s on 127.0.0.1:%d", model_dir, port)
+    workers = Workers(model_dir, default_workers())
+    workers.install_requirements()
+    workers.prepare()
+    server = Server(("127.0.0.1", port), handler_class(workers))
+    for index in range(workers.count):
+        threading.Thread(target=workers.run, name=f"worker-{index}", daemon=True).start()
+    LOG.info("serving %s on 127.0.0.1:%d with %d workers", model_dir, port, workers.count)
     server.serve_forever()
 
 
