@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 import signal
 import sys
@@ -12,6 +13,30 @@ import click
 from rich.console import Console
 
 os.environ.setdefault("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
+
+
+class _DropUnusedDefaults(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Not applying SDK defaults")
+
+
+def _route_sagemaker_config_log() -> None:
+    """The SageMaker SDK logs its config-file lookups to *stdout* unless its logger already has
+    a handler (sagemaker.config.config_utils.get_sagemaker_config_logger), which broke
+    `stepml template > t.json` and the progress display. Give it one on stderr that keeps what
+    matters (defaults that were applied) and drops the "not applying" lines."""
+    logger = logging.getLogger("sagemaker.config")
+    if logger.handlers:
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(name)s %(levelname)-4s - %(message)s"))
+    handler.addFilter(_DropUnusedDefaults())
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+
+
+_route_sagemaker_config_log()
 
 # Command groups that live beside the code they drive; each module exposes register(group).
 COMMAND_MODULES: tuple[str, ...] = (
