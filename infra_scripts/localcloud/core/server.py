@@ -28,6 +28,7 @@ from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.wrappers import Request, Response
 
 DEFAULT_REGION = "us-east-1"
+INTERPRETER_LOGGER = "moto.stepfunctions.parser"
 LOCAL_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "localcloud",
     "AWS_SECRET_ACCESS_KEY": "localcloud",
@@ -165,6 +166,7 @@ class LocalCloud:
 
     def start(self) -> LocalCloud:
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
+        self._keep_interpreter_log()
         self._server = make_server(self.host, self.requested_port, self._dispatcher, threaded=True)
         # moto's Step Functions interpreter calls Lambda & co. on localhost:$MOTO_PORT.
         os.environ["MOTO_PORT"] = str(self.port)
@@ -177,6 +179,25 @@ class LocalCloud:
         )
         self._thread.start()
         return self
+
+    def _keep_interpreter_log(self) -> None:
+        """moto's Step Functions interpreter logs every evaluation error (a Choice over a path
+        the input lacks, a caught Task failure) at ERROR; with no handler configured they reach
+        the terminal (and `stepml run`'s progress display). AWS shows these in the execution's
+        history, which moto records too: keep them in the cloud's work dir instead."""
+        logger = logging.getLogger(INTERPRETER_LOGGER)
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(self.work_dir / "stepfunctions-interpreter.log")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+        logger.addHandler(handler)
+        logger.propagate = False
+
+        def restore() -> None:
+            logger.removeHandler(handler)
+            handler.close()
+            logger.propagate = True
+
+        self.on_stop(restore)
 
     def stop(self) -> None:
         for callback in reversed(self._stop_callbacks):
