@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from training.config import InputError
+
 
 def is_s3(uri: str | None) -> bool:
     return bool(uri) and str(uri).startswith("s3://")
@@ -35,11 +37,21 @@ def download_prefix(uri: str, dest: str | Path) -> int:
             rel = obj["Key"][len(prefix):]
             if not rel or rel.endswith("/"):  # "folder" marker objects
                 continue
-            target = Path(dest) / rel
+            target = inside(dest, rel)
             target.parent.mkdir(parents=True, exist_ok=True)
             client.download_file(bucket, obj["Key"], str(target))
             count += 1
     return count
+
+
+def inside(dest: str | Path, relative: str) -> Path:
+    """``dest/relative``, refusing a key that would land outside ``dest`` (``..`` parts, or a
+    leading ``/``, are legal in S3 keys)."""
+    root = Path(dest).resolve()
+    target = (root / relative.lstrip("/")).resolve()
+    if not target.is_relative_to(root) or target == root:
+        raise InputError(f"object key part {relative!r} escapes the destination {dest}")
+    return target
 
 
 def download_file(uri: str, dest: str | Path) -> Path:

@@ -73,3 +73,18 @@ def test_entry_point_reads_and_writes_s3(tiny_data: Path, tmp_path: Path,
                         env=clean_env(**creds))
     assert missing.returncode == 2
     assert missing.stderr.strip() == "error: no objects under s3://mlbkt/datasets/absent"
+
+
+@mock_aws
+@pytest.mark.parametrize("key", ["data/../../escaped.txt", "data//../escaped.txt", "data/a/../../../x"])
+def test_download_refuses_keys_that_escape_the_destination(tmp_path: Path, key: str) -> None:
+    """S3 keys may hold `..` and `/`: a crafted dataset key must not write outside dest."""
+    from training.config import InputError
+
+    s3 = boto3.client("s3", region_name="us-east-1")
+    s3.create_bucket(Bucket="bkt")
+    s3.put_object(Bucket="bkt", Key=key, Body=b"x")
+    dest = tmp_path / "deep" / "dst"
+    with pytest.raises(InputError, match="escapes the destination"):
+        storage.download_prefix("s3://bkt/data", dest)
+    assert not [p for p in tmp_path.rglob("*") if p.is_file()]
