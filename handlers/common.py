@@ -47,6 +47,9 @@ def json_setting(name: str) -> Any:
     return json.loads(setting(name, "{}"))
 
 
+RUN_TAG = "stepml:run-id"  # every run-scoped resource carries it, valued with the run id
+
+
 def error_code(error: ClientError) -> str:
     return error.response.get("Error", {}).get("Code", "")
 

@@ -33,5 +33,10 @@ class SmokeTestFailed(PipelineError):
     pass
 
 
+class RequestRefused(PipelineError):
+    """AWS refused a create request for a reason a retry cannot change (a bad instance type, a
+    MaxRuntime over the limit, a name another run owns); the cause carries AWS's code and text."""
+
+
 class TransientAwsError(Exception):
     """Throttling or a 5xx from an AWS API: the state machine retries these with backoff."""

@@ -12,8 +12,10 @@ import time
 from botocore.exceptions import ClientError
 
 from handlers.common import (
+    RUN_TAG,
     client,
     error_code,
+    is_transient,
     logger,
     setting,
     split_s3_uri,
@@ -22,6 +24,7 @@ from handlers.common import (
     weights_channel,
     with_section,
 )
+from handlers.errors import RequestRefused
 
 
 def load_training_template() -> dict:
@@ -53,27 +56,35 @@ def training_request(doc: dict, name: str, hyperparameters: dict) -> dict:
         ResourceConfig={"InstanceType": training["instance_type"],
                         "InstanceCount": int(training["instance_count"]), "VolumeSizeInGB": 30},
         StoppingCondition={"MaxRuntimeInSeconds": int(training["max_wait_seconds"])},
-        Tags=[{"Key": "stepml:run-id", "Value": doc["run_id"]}],
+        Tags=[{"Key": RUN_TAG, "Value": doc["run_id"]}],
     )
     return request
 
 
-def start_job(request: dict) -> None:
+def start_job(request: dict, run_id: str) -> None:
     sagemaker = client("sagemaker")
+    name = request["TrainingJobName"]
     try:
         sagemaker.create_training_job(**request)
     except ClientError as error:
-        # A retry or redrive after the first attempt created it: reuse that job.
-        if error_code(error) not in ("ResourceInUse", "ValidationException"):
-            raise
-        sagemaker.describe_training_job(TrainingJobName=request["TrainingJobName"])
-        logger.info("training job already exists; reusing", job=request["TrainingJobName"])
+        if is_transient(error):
+            raise  # state_handler turns it into TransientAwsError: retried
+        message = error.response.get("Error", {}).get("Message", "")
+        if error_code(error) != "ResourceInUse":  # the request itself is wrong
+            raise RequestRefused(f"CreateTrainingJob {name}: {error_code(error)}: {message}") from error
+        # The name exists: a retry or redrive of this run created it, or another run owns it.
+        existing = sagemaker.describe_training_job(TrainingJobName=name)
+        tags = sagemaker.list_tags(ResourceArn=existing["TrainingJobArn"]).get("Tags", [])
+        if {tag["Key"]: tag["Value"] for tag in tags}.get(RUN_TAG) != run_id:
+            raise RequestRefused(f"training job {name} exists and is not this run's "
+                                 f"({RUN_TAG} is not {run_id}); use a new execution name") from error
+        logger.info("training job already exists for this run; reusing", job=name)
 
 
 @state_handler
 def handler(doc: dict) -> dict:
     name = doc["run_id"][:63]
-    start_job(training_request(doc, name, training_hyperparameters(doc["training"])))
+    start_job(training_request(doc, name, training_hyperparameters(doc["training"])), doc["run_id"])
     return with_section(doc, "training_job", {
         "backend": "sagemaker", "name": name, "status": "InProgress",
         "started_at": doc.get("training_job", {}).get("started_at", time.time()),

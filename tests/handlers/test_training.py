@@ -104,6 +104,46 @@ def test_start_sagemaker_training_reuses_a_job_that_exists(validated: dict, aws:
     assert aws.training_jobs() == 1
 
 
+def test_start_sagemaker_training_surfaces_a_real_validation_error(
+        validated: dict, aws: Counts, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bad request (here: an instance type AWS does not know) is not "the job exists": it
+    becomes RequestRefused with AWS's code and message, which the state machine sends to Cleanup."""
+    from handlers import common
+    from handlers.errors import RequestRefused
+
+    def refuse(**request: Any) -> dict:
+        raise ClientError({"Error": {"Code": "ValidationException",
+                                     "Message": "Value 'ml.bogus' at 'resourceConfig.instanceType'"}},
+                          "CreateTrainingJob")
+
+    monkeypatch.setattr(common.client("sagemaker"), "create_training_job", refuse)
+    with pytest.raises(RequestRefused, match="ValidationException: Value 'ml.bogus'"):
+        call(start_sagemaker_training, validated)
+
+
+def test_start_sagemaker_training_never_reuses_another_runs_job(
+        validated: dict, aws: Counts, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An execution name reused after its run: the job with that name is the old run's (its
+    stepml:run-id tag says so), and reusing it would serve the old model."""
+    from handlers import common
+    from handlers.errors import RequestRefused
+
+    freeze_time(monkeypatch, start_sagemaker_training, NOW)
+    call(start_sagemaker_training, validated)
+    sagemaker = common.client("sagemaker")
+    arn = sagemaker.describe_training_job(TrainingJobName=validated["run_id"])["TrainingJobArn"]
+    sagemaker.delete_tags(ResourceArn=arn, TagKeys=["stepml:run-id"])
+    sagemaker.add_tags(ResourceArn=arn, Tags=[{"Key": "stepml:run-id", "Value": "an-older-run"}])
+
+    def refuse(**request: Any) -> dict:
+        raise ClientError({"Error": {"Code": "ResourceInUse", "Message": "already exists"}},
+                          "CreateTrainingJob")
+
+    monkeypatch.setattr(sagemaker, "create_training_job", refuse)
+    with pytest.raises(RequestRefused, match="is not this run's"):
+        call(start_sagemaker_training, validated)
+
+
 def test_start_keeps_the_first_started_at(validated: dict, aws: Counts,
                                           monkeypatch: pytest.MonkeyPatch) -> None:
     freeze_time(monkeypatch, start_sagemaker_training, NOW)
