@@ -4,9 +4,10 @@ the training state uses."""
 from __future__ import annotations
 
 import json
+import time
 
 from handlers.common import client, state_handler, with_section
-from handlers.errors import TuningFailed
+from handlers.errors import TuningFailed, TuningTimedOut
 
 
 def decode(value: str) -> object:
@@ -14,6 +15,15 @@ def decode(value: str) -> object:
         return json.loads(value)
     except ValueError:
         return value
+
+
+def tuning_deadline(doc: dict) -> float:
+    """tuning.max_wait_seconds, else every trial's MaxRuntime in rounds of the parallel ones."""
+    tuning = doc.get("tuning", {})
+    if tuning.get("max_wait_seconds"):
+        return float(tuning["max_wait_seconds"])
+    rounds = -(-int(tuning.get("max_jobs", 1)) // max(1, int(tuning.get("max_parallel_jobs", 1))))
+    return float(doc["training"]["max_wait_seconds"]) * rounds
 
 
 @state_handler
@@ -24,6 +34,9 @@ def handler(doc: dict) -> dict:
     if status in ("Failed", "Stopped", "Stopping"):
         raise TuningFailed(f"{name}: {described.get('FailureReason', status)}")
     if status != "Completed":
+        deadline = tuning_deadline(doc)
+        if time.time() - doc["tuning_job"]["started_at"] > deadline:
+            raise TuningTimedOut(f"{name} still {status} after {deadline} s (tuning.max_wait_seconds)")
         return with_section(doc, "tuning_job", {"status": "InProgress"})
     best = described["BestTrainingJob"]
     tuned = {k: decode(v) for k, v in best["TunedHyperParameters"].items()}

@@ -7,6 +7,8 @@ RegisterAutoscaling state registers it again afterwards.
 
 from __future__ import annotations
 
+import time
+
 from botocore.exceptions import ClientError
 
 from handlers.common import client, error_code, logger, sagemaker_describe, state_handler, with_section
@@ -49,4 +51,6 @@ def deploy(doc: dict) -> dict:
 
 @state_handler
 def handler(doc: dict) -> dict:
-    return with_section(doc, "endpoint", {**deploy(doc), "status": "Deploying"})
+    # The first attempt's start: Retry and redrive keep it, so CheckEndpoint's deadline holds.
+    started_at = doc["endpoint"].get("started_at", time.time())
+    return with_section(doc, "endpoint", {**deploy(doc), "status": "Deploying", "started_at": started_at})

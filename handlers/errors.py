@@ -25,6 +25,14 @@ class EndpointFailed(PipelineError):
     pass
 
 
+class EndpointTimedOut(PipelineError):
+    """The endpoint was still not InService when endpoint.max_wait_seconds ran out."""
+
+
+class TuningTimedOut(PipelineError):
+    """The tuning job was still running when tuning.max_wait_seconds ran out."""
+
+
 class PredictFunctionNotReady(PipelineError):
     pass
 

@@ -115,6 +115,7 @@ def _check_hosting(doc: dict) -> None:
     if not isinstance(name, str) or not ENDPOINT_NAME.fullmatch(name):
         raise InvalidInput(f"endpoint.name {name!r} must match {ENDPOINT_NAME.pattern}")
     _number(doc["endpoint"]["instance_count"], "endpoint.instance_count", 1, integer=True)
+    _number(doc["endpoint"]["max_wait_seconds"], "endpoint.max_wait_seconds", 1, integer=True)
     low = _number(doc["autoscaling"]["min"], "autoscaling.min", 1, integer=True)
     high = _number(doc["autoscaling"]["max"], "autoscaling.max", 1, integer=True)
     if low > high:
@@ -170,6 +171,8 @@ def handler(event: dict) -> dict:
     doc["poll_seconds"] = int(doc["poll_seconds"])
     if "tuning" in doc:
         _number(doc["tuning"].get("max_jobs"), "tuning.max_jobs", 1, integer=True)
+        if "max_wait_seconds" in doc["tuning"]:
+            _number(doc["tuning"]["max_wait_seconds"], "tuning.max_wait_seconds", 1, integer=True)
     _check_dataset_has_data(doc["dataset"]["s3_uri"])
     doc["run_id"] = run_id(event["execution_name"])
     doc["execution_name"] = event["execution_name"]

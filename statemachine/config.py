@@ -60,6 +60,7 @@ class PipelineConfig:
     endpoint_name: str = "stepml-classifier"
     endpoint_instance_type: str = "ml.c5.large"
     endpoint_instance_count: int = 1
+    endpoint_max_wait_seconds: int = 1800  # CheckEndpoint's deadline for Creating/Updating
     autoscaling_min: int = 1
     autoscaling_max: int = 2
     autoscaling_target: float = 50.0  # invocations per instance per minute
@@ -113,6 +114,7 @@ class PipelineConfig:
                 "name": self.endpoint_name,
                 "instance_type": self.endpoint_instance_type,
                 "instance_count": self.endpoint_instance_count,
+                "max_wait_seconds": self.endpoint_max_wait_seconds,
             },
             "autoscaling": {
                 "min": self.autoscaling_min,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -14,7 +15,8 @@ from handlers import (
     deploy_endpoint,
     register_autoscaling,
 )
-from handlers.errors import EndpointFailed, TransientAwsError
+from handlers.errors import EndpointFailed, EndpointTimedOut, TransientAwsError
+from statemachine.workflow import DETERMINISTIC_ERRORS
 from tests.handlers.conftest import (
     CONFIG,
     INFERENCE_IMAGE_URI,
@@ -23,6 +25,7 @@ from tests.handlers.conftest import (
     Counts,
     call,
     call_twice,
+    freeze_time,
     sagemaker_backend,
 )
 
@@ -99,9 +102,10 @@ def test_deploy_creates_the_endpoint(configured: dict) -> None:
     assert endpoint["EndpointConfigName"] == configured["endpoint_config"]["name"]
 
 
-def test_deploy_idempotent(configured: dict, aws: Counts) -> None:
+def test_deploy_idempotent(configured: dict, aws: Counts, monkeypatch: pytest.MonkeyPatch) -> None:
     """A retry after the create went through reports the same action, so Cleanup still knows
     this run created the endpoint."""
+    freeze_time(monkeypatch, deploy_endpoint, 1_700_000_000.0)
     assert call_twice(deploy_endpoint, configured)["endpoint"]["action"] == "created"
     assert aws.endpoints() == 1
 
@@ -197,6 +201,19 @@ def test_check_endpoint_idempotent(deployed: dict, aws: Counts) -> None:
 def test_check_endpoint_still_creating(deployed: dict) -> None:
     sagemaker_backend().endpoints[CONFIG.endpoint_name].endpoint_status = "Creating"
     assert call(check_endpoint, deployed)["endpoint"]["status"] == "Creating"
+
+
+def test_check_endpoint_times_out_into_cleanup(deployed: dict) -> None:
+    """An endpoint stuck Updating past endpoint.max_wait_seconds (counted from DeployEndpoint's
+    first attempt) ends the poll loop with EndpointTimedOut, a Cleanup-bound error."""
+    sagemaker_backend().endpoints[CONFIG.endpoint_name].endpoint_status = "Updating"
+    assert deployed["endpoint"]["max_wait_seconds"] == CONFIG.endpoint_max_wait_seconds
+    late = {**deployed, "endpoint": {**deployed["endpoint"], "started_at": time.time() - 10,
+                                     "max_wait_seconds": 5}}
+    with pytest.raises(EndpointTimedOut, match="still Updating after 5 s"):
+        call(check_endpoint, late)
+    assert call(check_endpoint, deployed)["endpoint"]["status"] == "Updating"  # within the deadline
+    assert "EndpointTimedOut" in DETERMINISTIC_ERRORS
 
 
 def test_check_endpoint_failed(deployed: dict) -> None:

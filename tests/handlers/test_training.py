@@ -386,6 +386,20 @@ def test_check_tuning_idempotent(tuning: dict, aws: Counts) -> None:
     assert aws.tuning_jobs() == 1
 
 
+def test_check_tuning_times_out_into_cleanup(tuning: dict) -> None:
+    from handlers.errors import TuningTimedOut
+
+    job = sagemaker_backend().hyper_parameter_tuning_jobs[tuning["tuning_job"]["name"]]
+    job.hyper_parameter_tuning_job_status = "InProgress"
+    late = {**tuning, "tuning": {**tuning["tuning"], "max_wait_seconds": 5},
+            "tuning_job": {**tuning["tuning_job"], "started_at": tuning["tuning_job"]["started_at"] - 10}}
+    with pytest.raises(TuningTimedOut, match="still InProgress after 5.0 s"):
+        call(check_tuning, late)
+    # Unset, the deadline is every round of parallel trials at training.max_wait_seconds.
+    assert check_tuning.tuning_deadline({"tuning": {"max_jobs": 5, "max_parallel_jobs": 2},
+                                         "training": {"max_wait_seconds": 100}}) == 300
+
+
 def test_check_tuning_in_progress_and_failed(tuning: dict) -> None:
     job = sagemaker_backend().hyper_parameter_tuning_jobs[tuning["tuning_job"]["name"]]
     job.hyper_parameter_tuning_job_status = "InProgress"
