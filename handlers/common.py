@@ -86,6 +86,21 @@ def sagemaker_describe(operation: str, **name: str) -> dict | None:
         raise
 
 
+def check_reusable(kind: str, name: str, arn: str, run_id: str, mismatch: str | None = None) -> None:
+    """A run-scoped resource found by name is reused only if it is this run's (its RUN_TAG) and
+    matches what this attempt would create; otherwise RequestRefused, never a silent reuse (which
+    would serve another run's model)."""
+    from handlers.errors import RequestRefused
+
+    tags = client("sagemaker").list_tags(ResourceArn=arn).get("Tags", [])
+    owner = {tag["Key"]: tag["Value"] for tag in tags}.get(RUN_TAG)
+    if owner != run_id:
+        raise RequestRefused(f"{kind} {name} exists and is not this run's ({RUN_TAG} is {owner!r}, "
+                             f"not {run_id!r}); use a new execution name")
+    if mismatch:
+        raise RequestRefused(f"{kind} {name} exists with {mismatch}; use a new execution name")
+
+
 def split_s3_uri(uri: str) -> tuple[str, str]:
     match = re.fullmatch(r"s3://([^/]+)/?(.*)", uri)
     if not match:

@@ -2,19 +2,33 @@
 
 from __future__ import annotations
 
-from handlers.common import client, sagemaker_describe, setting, state_handler, with_section
+from handlers.common import (
+    RUN_TAG,
+    check_reusable,
+    client,
+    sagemaker_describe,
+    setting,
+    state_handler,
+    with_section,
+)
 
 
 @state_handler
 def handler(doc: dict) -> dict:
     name = doc["run_id"][:63]
-    if sagemaker_describe("describe_model", ModelName=name) is None:
+    artifact = doc["training_job"]["model_artifact"]
+    existing = sagemaker_describe("describe_model", ModelName=name)
+    if existing is not None:  # a retry or redrive of this run: the same model, or refuse
+        data = existing.get("PrimaryContainer", {}).get("ModelDataUrl")
+        check_reusable("model", name, existing["ModelArn"], doc["run_id"],
+                       None if data == artifact else f"model data {data}, not {artifact}")
+    else:
         client("sagemaker").create_model(
             ModelName=name,
             ExecutionRoleArn=setting("SAGEMAKER_ROLE_ARN"),
             PrimaryContainer={
                 "Image": setting("INFERENCE_IMAGE_URI"),
-                "ModelDataUrl": doc["training_job"]["model_artifact"],
+                "ModelDataUrl": artifact,
                 # The PyTorch inference container's contract: the program in model.tar.gz's
                 # code/, which the container serves from /opt/ml/model/code.
                 "Environment": {
@@ -24,6 +38,6 @@ def handler(doc: dict) -> dict:
                     "SAGEMAKER_CONTAINER_LOG_LEVEL": "20",
                 },
             },
-            Tags=[{"Key": "stepml:run-id", "Value": doc["run_id"]}],
+            Tags=[{"Key": RUN_TAG, "Value": doc["run_id"]}],
         )
     return with_section(doc, "model", {"name": name})

@@ -149,8 +149,10 @@ def training_handlers_policy() -> Policy:
         _allow("StartTaggedTrainingAndTuningJobs", [
             "sagemaker:CreateTrainingJob", "sagemaker:CreateHyperParameterTuningJob",
             "sagemaker:AddTags"], jobs, _tagged_on_create()),
+        # ListTags: a job found by name is reused only if its stepml:run-id tag is this run's.
         _allow("DescribeTrainingAndTuningJobs", [
-            "sagemaker:DescribeTrainingJob", "sagemaker:DescribeHyperParameterTuningJob"], jobs),
+            "sagemaker:DescribeTrainingJob", "sagemaker:DescribeHyperParameterTuningJob",
+            "sagemaker:ListTags"], jobs),
         _pass_role("PassSageMakerRoleToSageMaker", "sagemaker", "sagemaker.amazonaws.com"),
         _pass_role("PassEc2RoleToEc2", "ec2-training", "ec2.amazonaws.com"),
         _allow("LaunchTaggedInstancesWithTheTrainingProfile", ["ec2:RunInstances"], instance, {
@@ -182,7 +184,7 @@ def hosting_handlers_policy() -> Policy:
             "sagemaker:CreateModel", "sagemaker:CreateEndpointConfig", "sagemaker:AddTags"],
             [sagemaker_arn("model", "*"), configs], _tagged_on_create()),
         _allow("DescribeModelsAndEndpointConfigs", [
-            "sagemaker:DescribeModel", "sagemaker:DescribeEndpointConfig"],
+            "sagemaker:DescribeModel", "sagemaker:DescribeEndpointConfig", "sagemaker:ListTags"],
             [sagemaker_arn("model", "*"), configs]),
         # Both resources are checked: the one endpoint, with whichever config this run made.
         _allow("DeployTheOneEndpoint", ["sagemaker:CreateEndpoint", "sagemaker:UpdateEndpoint"],

@@ -15,7 +15,7 @@ from handlers import (
     deploy_endpoint,
     register_autoscaling,
 )
-from handlers.errors import EndpointFailed, EndpointTimedOut, TransientAwsError
+from handlers.errors import EndpointFailed, EndpointTimedOut, RequestRefused, TransientAwsError
 from statemachine.workflow import DETERMINISTIC_ERRORS
 from tests.handlers.conftest import (
     CONFIG,
@@ -63,6 +63,30 @@ def test_create_model_idempotent(trained: dict, aws: Counts) -> None:
     assert aws.models() == 1
 
 
+def retag(arn: str, run_id: str) -> None:
+    sagemaker().delete_tags(ResourceArn=arn, TagKeys=["stepml:run-id"])
+    sagemaker().add_tags(ResourceArn=arn, Tags=[{"Key": "stepml:run-id", "Value": run_id}])
+
+
+def test_create_model_never_reuses_another_runs_model(trained: dict) -> None:
+    """A reused execution name: the model of that name is an older run's and would serve its
+    weights; refused, with the reason, into Cleanup."""
+    call(create_model, trained)
+    retag(sagemaker().describe_model(ModelName=trained["run_id"])["ModelArn"], "an-older-run")
+    with pytest.raises(RequestRefused, match="is not this run's"):
+        call(create_model, trained)
+
+
+def test_create_model_never_reuses_a_model_of_other_data(trained: dict) -> None:
+    """`stepml rerun --from StartSageMakerTraining` trains a new artifact: the run's existing
+    model points at the old one, so it is refused rather than silently served."""
+    call(create_model, trained)
+    retrained = {**trained, "training_job": {**trained["training_job"],
+                                             "model_artifact": "s3://elsewhere/model.tar.gz"}}
+    with pytest.raises(RequestRefused, match="exists with model data"):
+        call(create_model, retrained)
+
+
 # -- CreateEndpointConfig ----------------------------------------------------------------------
 
 @pytest.fixture
@@ -84,6 +108,17 @@ def test_create_endpoint_config(modelled: dict) -> None:
 def test_create_endpoint_config_idempotent(modelled: dict, aws: Counts) -> None:
     call_twice(create_endpoint_config, modelled)
     assert aws.endpoint_configs() == 1
+
+
+def test_create_endpoint_config_refuses_another_runs_or_another_shape(modelled: dict) -> None:
+    call(create_endpoint_config, modelled)
+    bigger = {**modelled, "endpoint": {**modelled["endpoint"], "instance_count": 3}}
+    with pytest.raises(RequestRefused, match="exists with variants"):
+        call(create_endpoint_config, bigger)
+    arn = sagemaker().describe_endpoint_config(EndpointConfigName=modelled["run_id"])["EndpointConfigArn"]
+    retag(arn, "an-older-run")
+    with pytest.raises(RequestRefused, match="is not this run's"):
+        call(create_endpoint_config, modelled)
 
 
 # -- DeployEndpoint ----------------------------------------------------------------------------
