@@ -6,6 +6,7 @@ import random
 import textwrap
 import time
 from collections.abc import Iterator
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -201,3 +202,17 @@ def test_objective_must_be_a_metric_definition(cloud: LocalCloud) -> None:
     with pytest.raises(ClientError, match="ResourceNotFound"):
         cloud.boto3_client("sagemaker").stop_hyper_parameter_tuning_job(
             HyperParameterTuningJobName="nothing")
+
+
+def test_trials_sort_by_creation_time_across_naive_and_aware_times() -> None:
+    """moto's records carry naive UTC datetimes, the run's own fields aware ones; listing a
+    tuning job's trials by CreationTime once raised TypeError (a 500) when both were present."""
+    from datetime import datetime, timedelta
+
+    from infra_scripts.localcloud.sagemaker.hpo import _sort_key
+
+    aware = datetime(2026, 12, 2, 4, 0, tzinfo=UTC)
+    naive_earlier = (aware - timedelta(seconds=1)).replace(tzinfo=None)
+    summaries = [{"CreationTime": aware}, {"CreationTime": naive_earlier}]
+    ordered = sorted(summaries, key=_sort_key("CreationTime"))
+    assert ordered[0]["CreationTime"].tzinfo is None and ordered[1]["CreationTime"] is aware

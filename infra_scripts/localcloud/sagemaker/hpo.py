@@ -33,7 +33,7 @@ import threading
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from werkzeug.wrappers import Request, Response
@@ -451,7 +451,15 @@ def _sort_key(sort_by: str) -> Any:
     if sort_by == "FinalObjectiveMetricValue":
         return lambda s: s.get("FinalHyperParameterTuningJobObjectiveMetric", {}).get(
             "Value", float("-inf"))
-    return lambda s: s["CreationTime"]
+    return lambda s: _utc_seconds(s["CreationTime"])
+
+
+def _utc_seconds(value: Any) -> float:
+    """A trial's time as UTC epoch seconds: moto's records hold naive UTC datetimes and the
+    run's own fields aware ones, which cannot be compared with each other."""
+    if isinstance(value, datetime):
+        return (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()
+    return float(value)
 
 
 def _epoch_times(value: Any) -> Any:
