@@ -73,15 +73,18 @@ def run_pipeline(config: PipelineConfig, backend: str, console: Console, aws: bo
             cloud = stack.enter_context(LocalCloud(settings=settings))
             endpoint_url = cloud.url
             console.print(f"local cloud on [bold]{cloud.url}[/]")
+        # On AWS the stack keeps its upload trigger on, as `stepml deploy` leaves it, so later
+        # uploads still start the pipeline; this run's own upload then writes no completion
+        # marker, or the trigger would start a second execution beside the one started below.
         deployer = (Deployer.for_local_cloud(config, endpoint_url) if endpoint_url
-                    else Deployer.for_aws(config, region=region))
+                    else Deployer.for_aws(config, region=region, upload_trigger=True))
         with console.status("deploying the stack"):
             deployed = deployer.deploy()
         console.print(f"deployed {len(deployed.functions)} functions and {deployed.state_machine_arn}")
         data = dataset_dir or make_sample_dataset(Path(stack.enter_context(tempfile.TemporaryDirectory())))
         with console.status("uploading the dataset"):
             dataset_uri = upload_dataset(deployer.client("s3"), config.bucket, data, SAMPLE_DATASET,
-                                         config.dataset_prefix)
+                                         config.dataset_prefix, marker=not deployer.upload_trigger)
         sfn = deployer.client("stepfunctions")
         arn = start_execution(sfn, deployed.state_machine_arn, execution_input(dataset_uri, backend, not aws))
         console.print(f"execution [bold]{arn}[/]")
@@ -121,6 +124,9 @@ def print_summary(console: Console, outcome: RunOutcome, deployed: DeployResult,
                         f"{doc['predict']['provisioned_concurrency']} on alias live"),
         ("smoke prediction", f"{doc['smoke_test']['label']} (p={doc['smoke_test']['probability']:.2f}, "
                              f"expected {doc['smoke_test']['expected']})"),
+        ("upload trigger", "on: uploading a dataset's marker starts the pipeline (this run's own "
+                           "upload wrote none)" if deployer.upload_trigger
+         else "off on this stack (`stepml deploy` turns it on)"),
         ("graph", f"stepml graph --execution {outcome.execution_arn} --out graph.svg"),
     ]
     for key, value in rows:

@@ -24,10 +24,11 @@ def marker_body(keys: list[str]) -> bytes:
 
 
 def upload_dataset(s3: Any, bucket: str, local_dir: Path, name: str, prefix: str = "datasets/",
-                   progress: Callable[[int, int], None] | None = None) -> str:
+                   progress: Callable[[int, int], None] | None = None, marker: bool = True) -> str:
     """Upload every file under ``local_dir`` to ``<prefix><name>/``, then one marker last: the
     dataset's own ``manifest.json`` if it has one, else a ``_READY`` object (never both, which
-    would start two runs)."""
+    would start two runs). ``marker=False``: no marker, for a caller that starts the execution
+    itself on a stack whose upload trigger is on."""
     key_prefix = f"{prefix}{name}/"
     markers = (MARKER, MANIFEST)
     files = sorted(p for p in local_dir.rglob("*") if p.is_file() and
@@ -38,8 +39,8 @@ def upload_dataset(s3: Any, bucket: str, local_dir: Path, name: str, prefix: str
         if progress:
             progress(number, len(files))
     manifest = local_dir / MANIFEST
-    if manifest.is_file():
+    if marker and manifest.is_file():
         s3.upload_file(str(manifest), bucket, key_prefix + MANIFEST)
-    else:
+    elif marker:
         s3.put_object(Bucket=bucket, Key=key_prefix + MARKER, Body=marker_body(keys))
     return f"s3://{bucket}/{key_prefix}"

@@ -206,3 +206,37 @@ def test_execution_names_are_valid_deterministic_and_distinct_per_object_version
     long = execution_name({**eventbridge, "key": "datasets/" + "x" * 300 + "/_READY"}, "x" * 300)
     for candidate in (name, long, execution_name(eventbridge, "sp ace:s*and#more")):
         assert len(candidate) <= 80 and re.fullmatch(r"[A-Za-z0-9_-]+", candidate), candidate
+
+
+def test_an_upload_without_its_marker_starts_nothing(cloud, trigger, tmp_path):
+    """What `stepml run --aws` uploads to a stack whose trigger is on: the data without a marker,
+    since the run starts its own execution (two would otherwise replace the endpoint twice)."""
+    before = len(executions(cloud))
+    s3 = cloud.boto3_client("s3")
+    upload_dataset(s3, CONFIG.bucket, make_dataset(tmp_path), "unmarked", marker=False)
+    assert len(settle(cloud, before + 1, timeout_s=3)) == before
+    listing = s3.list_objects_v2(Bucket=CONFIG.bucket, Prefix="datasets/unmarked/")
+    keys = [item["Key"] for item in listing["Contents"]]
+    assert len(keys) == 9 and not [key for key in keys if key.endswith(("_READY", "manifest.json"))]
+
+
+def test_run_on_aws_leaves_the_upload_trigger_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`stepml run --aws` deploys the stack as `stepml deploy` does, trigger on, so uploads after
+    the run still start the pipeline (it once deployed with the trigger off)."""
+    from rich.console import Console
+
+    from infra_scripts import run
+
+    captured: dict = {}
+
+    class Stop(Exception):
+        pass
+
+    def for_aws(config, **options):
+        captured.update(options)
+        raise Stop
+
+    monkeypatch.setattr(run.Deployer, "for_aws", staticmethod(for_aws))
+    with pytest.raises(Stop):
+        run.run_pipeline(CONFIG, "sagemaker", Console(quiet=True), aws=True, region="us-east-1")
+    assert captured["upload_trigger"] is True
