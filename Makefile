@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: run test lint bench clean chromium lambda-artifacts sagemaker-containers
+.PHONY: run test lint bench clean chromium lambda-artifacts sagemaker-containers test-unit
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,10 @@ chromium:
 
 test: $(DEV_STAMP) chromium lambda-artifacts sagemaker-containers
 	$(PY) -m pytest
+
+# The fast inner loop: the unit tier only (markers: unit, localcloud, e2e, browser).
+test-unit: $(DEV_STAMP) lambda-artifacts
+	$(PY) -m pytest -m unit
 
 lint: $(DEV_STAMP)
 	$(VENV)/bin/ruff check .
