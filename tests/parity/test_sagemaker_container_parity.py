@@ -194,3 +194,19 @@ def test_training_artifact_is_only_what_the_model_dir_holds(wheelhouse: Path) ->
         assert training.read_model(cloud, described["ModelArtifacts"]["S3ModelArtifacts"]) == {}
         keys = [o["Key"] for o in s3.list_objects_v2(Bucket=training.BUCKET)["Contents"]]
         assert not [key for key in keys if key.endswith("model.pth")]
+
+
+def test_training_source_dir_must_come_from_s3(tmp_path: Path) -> None:
+    """A local directory as sagemaker_submit_directory would reach this machine's files; in a
+    real training container that path does not exist. Refused before anything runs."""
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / "stand_in_train.py").write_text("print('ran from the host')\n")
+    with LocalCloud(extensions=[training.EXTENSION]) as cloud:
+        training.prepare_bucket(cloud).put_object(Bucket=training.BUCKET, Key="data/x", Body=b"x")
+        sagemaker = training.start_job(cloud, "job-hostdir", {
+            "sagemaker_submit_directory": json.dumps(str(source))})
+        described = training.wait_done(sagemaker, "job-hostdir")
+        assert described["TrainingJobStatus"] == "Failed"
+        assert described["FailureReason"].startswith("ClientError: sagemaker_submit_directory")
+        assert "ran from the host" not in cloud.extensions["sagemaker.training"].log_text("job-hostdir")

@@ -248,6 +248,7 @@ class LocalTraining:
         set_fields(run.job, training_start_time=utcnow())
         _transition(run, "Downloading")
         self._download_inputs(run)
+        _require_s3_source(run)
         if run.stop_requested.is_set():
             self._finish(run, run.stop_status)
             return
@@ -492,6 +493,22 @@ class LocalTraining:
             "s3", endpoint_url=self.cloud.url, region_name=self.cloud.region,
             aws_access_key_id=LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
             aws_secret_access_key=LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"])
+
+
+def _require_s3_source(run: TrainingRun) -> None:
+    """The toolkit also accepts a directory or archive path as the source dir, which inside a
+    real container names nothing (the host's files are not there). Here it would reach this
+    machine's files, so only an s3:// source dir is run, as only one can work on AWS."""
+    raw = (run.job.hyper_parameters or {}).get("sagemaker_submit_directory")
+    if raw is None:
+        return
+    try:
+        uri = json.loads(raw)
+    except (TypeError, ValueError):
+        uri = raw
+    if not str(uri).startswith("s3://"):
+        raise JobError(f"sagemaker_submit_directory {uri!r} is not an s3:// URI: a training "
+                       "container can only download its source dir from S3")
 
 
 # -- moto job fields (only keys created in ``_prepare_job`` are set later) --------------------
