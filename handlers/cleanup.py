@@ -12,8 +12,7 @@ from collections.abc import Callable
 from botocore.exceptions import ClientError
 
 from handlers.common import client, error_code, logger, state_handler, with_section
-
-RUN_TAG = "stepml:run-id"
+from handlers.naming import run_instance_filter
 
 
 def _quietly(action: Callable[[], object], what: str, done: list[str]) -> None:
@@ -46,7 +45,7 @@ def stop_training(doc: dict, done: list[str]) -> None:
 def terminate_instances(run_id: str, done: list[str]) -> None:
     ec2 = client("ec2")
     reservations = ec2.describe_instances(Filters=[
-        {"Name": f"tag:{RUN_TAG}", "Values": [run_id]},
+        run_instance_filter([run_id]),
         {"Name": "instance-state-name", "Values": ["pending", "running", "stopping", "stopped"]},
     ])["Reservations"]
     ids = [i["InstanceId"] for r in reservations for i in r["Instances"]]

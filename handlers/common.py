@@ -15,6 +15,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from handlers.errors import TransientAwsError
+from handlers.naming import RUN_TAG, run_of
 
 logger = Logger(service="stepml")
 
@@ -45,9 +46,6 @@ def setting(name: str, default: str | None = None) -> str:
 
 def json_setting(name: str) -> Any:
     return json.loads(setting(name, "{}"))
-
-
-RUN_TAG = "stepml:run-id"  # every run-scoped resource carries it, valued with the run id
 
 
 def error_code(error: ClientError) -> str:
@@ -93,7 +91,7 @@ def check_reusable(kind: str, name: str, arn: str, run_id: str, mismatch: str | 
     from handlers.errors import RequestRefused
 
     tags = client("sagemaker").list_tags(ResourceArn=arn).get("Tags", [])
-    owner = {tag["Key"]: tag["Value"] for tag in tags}.get(RUN_TAG)
+    owner = run_of(tags)
     if owner != run_id:
         raise RequestRefused(f"{kind} {name} exists and is not this run's ({RUN_TAG} is {owner!r}, "
                              f"not {run_id!r}); use a new execution name")

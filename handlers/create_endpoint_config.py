@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from handlers.common import RUN_TAG, check_reusable, client, sagemaker_describe, state_handler, with_section
+from handlers.common import check_reusable, client, sagemaker_describe, state_handler, with_section
+from handlers.naming import resource_name, run_tags
 
 VARIANT = "AllTraffic"
 COMPARED = ("VariantName", "ModelName", "InstanceType", "InitialInstanceCount")
@@ -10,7 +11,7 @@ COMPARED = ("VariantName", "ModelName", "InstanceType", "InitialInstanceCount")
 
 @state_handler
 def handler(doc: dict) -> dict:
-    name = doc["run_id"][:63]
+    name = resource_name(doc["run_id"])
     variant = {
         "VariantName": VARIANT,
         "ModelName": doc["model"]["name"],
@@ -27,6 +28,6 @@ def handler(doc: dict) -> dict:
     else:
         client("sagemaker").create_endpoint_config(
             EndpointConfigName=name, ProductionVariants=[variant],
-            Tags=[{"Key": RUN_TAG, "Value": doc["run_id"]}],
+            Tags=run_tags(doc["run_id"]),
         )
     return with_section(doc, "endpoint_config", {"name": name, "variant": VARIANT})

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from handlers.common import (
-    RUN_TAG,
     check_reusable,
     client,
     sagemaker_describe,
@@ -11,11 +10,12 @@ from handlers.common import (
     state_handler,
     with_section,
 )
+from handlers.naming import resource_name, run_tags
 
 
 @state_handler
 def handler(doc: dict) -> dict:
-    name = doc["run_id"][:63]
+    name = resource_name(doc["run_id"])
     artifact = doc["training_job"]["model_artifact"]
     existing = sagemaker_describe("describe_model", ModelName=name)
     if existing is not None:  # a retry or redrive of this run: the same model, or refuse
@@ -38,6 +38,6 @@ def handler(doc: dict) -> dict:
                     "SAGEMAKER_CONTAINER_LOG_LEVEL": "20",
                 },
             },
-            Tags=[{"Key": RUN_TAG, "Value": doc["run_id"]}],
+            Tags=run_tags(doc["run_id"]),
         )
     return with_section(doc, "model", {"name": name})

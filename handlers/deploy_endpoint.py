@@ -13,13 +13,14 @@ from botocore.exceptions import ClientError
 
 from handlers.common import client, error_code, logger, sagemaker_describe, state_handler, with_section
 from handlers.errors import EndpointFailed, TransientAwsError
+from handlers.naming import VARIANT_DIMENSION, run_of, run_tags, scaling_resource_id
 
 
 def deregister_autoscaling(name: str, variant: str) -> None:
     try:
         client("application-autoscaling").deregister_scalable_target(
-            ServiceNamespace="sagemaker", ResourceId=f"endpoint/{name}/variant/{variant}",
-            ScalableDimension="sagemaker:variant:DesiredInstanceCount")
+            ServiceNamespace="sagemaker", ResourceId=scaling_resource_id(name, variant),
+            ScalableDimension=VARIANT_DIMENSION)
     except ClientError as error:
         if error_code(error) != "ObjectNotFoundException":
             raise
@@ -31,13 +32,13 @@ def deploy(doc: dict) -> dict:
     current = sagemaker_describe("describe_endpoint", EndpointName=name)
     if current is None:
         sagemaker.create_endpoint(EndpointName=name, EndpointConfigName=config,
-                                  Tags=[{"Key": "stepml:run-id", "Value": doc["run_id"]}])
+                                  Tags=run_tags(doc["run_id"]))
         return {"action": "created"}
     if current["EndpointConfigName"] == config:
         # Retry/redrive after this run deployed: the input lacks the first attempt's action, so
         # read it from the endpoint's tag (Cleanup deletes only endpoints this run created).
         tags = sagemaker.list_tags(ResourceArn=current["EndpointArn"]).get("Tags", [])
-        created = {"Key": "stepml:run-id", "Value": doc["run_id"]} in tags
+        created = run_of(tags) == doc["run_id"]
         return {"action": "created" if created else "updated"}
     if current["EndpointStatus"] in ("Creating", "Updating", "SystemUpdating", "RollingBack"):
         raise TransientAwsError(f"endpoint {name} is {current['EndpointStatus']}; retrying")

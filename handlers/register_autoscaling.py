@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from handlers.common import client, state_handler, with_section
-
-DIMENSION = "sagemaker:variant:DesiredInstanceCount"
+from handlers.naming import VARIANT_DIMENSION as DIMENSION
+from handlers.naming import scaling_policy_name, scaling_resource_id
 
 
 @state_handler
 def handler(doc: dict) -> dict:
     scaling = doc["autoscaling"]
-    resource_id = f"endpoint/{doc['endpoint']['name']}/variant/{doc['endpoint_config']['variant']}"
-    policy_name = f"{doc['endpoint']['name']}-invocations-per-instance"
+    resource_id = scaling_resource_id(doc["endpoint"]["name"], doc["endpoint_config"]["variant"])
+    policy_name = scaling_policy_name(doc["endpoint"]["name"])
     autoscaling = client("application-autoscaling")
     autoscaling.register_scalable_target(
         ServiceNamespace="sagemaker", ResourceId=resource_id, ScalableDimension=DIMENSION,

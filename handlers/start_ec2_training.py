@@ -11,14 +11,14 @@ import time
 
 from handlers.common import client, logger, setting, state_handler, training_hyperparameters, with_section
 from handlers.ec2_user_data import build_user_data
+from handlers.naming import instance_name, run_instance_filter, run_tags
 
-RUN_TAG = "stepml:run-id"
 LIVE_STATES = ["pending", "running", "stopping", "stopped", "shutting-down"]
 
 
 def existing_instance(run_id: str) -> str | None:
     reservations = client("ec2").describe_instances(Filters=[
-        {"Name": f"tag:{RUN_TAG}", "Values": [run_id]},
+        run_instance_filter([run_id]),
         {"Name": "instance-state-name", "Values": LIVE_STATES},
     ])["Reservations"]
     instances = [i for r in reservations for i in r["Instances"]]
@@ -44,7 +44,7 @@ def launch(doc: dict, uris: dict[str, str]) -> str:
         model_uri=uris["model"], status_uri=uris["status"],
         hyperparameters=training_hyperparameters(doc["training"]), region=setting("AWS_REGION", "us-east-1"),
     )
-    tags = [{"Key": RUN_TAG, "Value": doc["run_id"]}, {"Key": "Name", "Value": f"stepml-{doc['run_id']}"},
+    tags = [*run_tags(doc["run_id"]), {"Key": "Name", "Value": instance_name(doc["run_id"])},
             {"Key": "stepml:purpose", "Value": "training"}]
     response = client("ec2").run_instances(
         ImageId=image_id(), InstanceType=doc["training"]["ec2_instance_type"], MinCount=1, MaxCount=1,

@@ -12,7 +12,6 @@ import time
 from botocore.exceptions import ClientError
 
 from handlers.common import (
-    RUN_TAG,
     client,
     error_code,
     is_transient,
@@ -25,6 +24,7 @@ from handlers.common import (
     with_section,
 )
 from handlers.errors import RequestRefused
+from handlers.naming import RUN_TAG, resource_name, run_of, run_tags
 
 
 def load_training_template() -> dict:
@@ -56,7 +56,7 @@ def training_request(doc: dict, name: str, hyperparameters: dict) -> dict:
         ResourceConfig={"InstanceType": training["instance_type"],
                         "InstanceCount": int(training["instance_count"]), "VolumeSizeInGB": 30},
         StoppingCondition={"MaxRuntimeInSeconds": int(training["max_wait_seconds"])},
-        Tags=[{"Key": RUN_TAG, "Value": doc["run_id"]}],
+        Tags=run_tags(doc["run_id"]),
     )
     return request
 
@@ -75,7 +75,7 @@ def start_job(request: dict, run_id: str) -> None:
         # The name exists: a retry or redrive of this run created it, or another run owns it.
         existing = sagemaker.describe_training_job(TrainingJobName=name)
         tags = sagemaker.list_tags(ResourceArn=existing["TrainingJobArn"]).get("Tags", [])
-        if {tag["Key"]: tag["Value"] for tag in tags}.get(RUN_TAG) != run_id:
+        if run_of(tags) != run_id:
             raise RequestRefused(f"training job {name} exists and is not this run's "
                                  f"({RUN_TAG} is not {run_id}); use a new execution name") from error
         logger.info("training job already exists for this run; reusing", job=name)
@@ -83,7 +83,7 @@ def start_job(request: dict, run_id: str) -> None:
 
 @state_handler
 def handler(doc: dict) -> dict:
-    name = doc["run_id"][:63]
+    name = resource_name(doc["run_id"])
     start_job(training_request(doc, name, training_hyperparameters(doc["training"])), doc["run_id"])
     return with_section(doc, "training_job", {
         "backend": "sagemaker", "name": name, "status": "InProgress",

@@ -6,7 +6,6 @@ validation accuracy the training script prints.
 
 from __future__ import annotations
 
-import hashlib
 import time
 
 from botocore.exceptions import ClientError
@@ -19,6 +18,7 @@ from handlers.common import (
     weights_channel,
     with_section,
 )
+from handlers.naming import run_tags, tuning_job_name
 from handlers.start_sagemaker_training import load_training_template, sagemaker_hyperparameters
 
 DEFAULT_RANGES = {"lr": [0.0005, 0.05], "batch-size": [16, 64]}
@@ -59,8 +59,7 @@ def job_definition(doc: dict, ranges: dict) -> dict:
 def handler(doc: dict) -> dict:
     tuning = doc["tuning"]
     ranges = tuning.get("ranges", DEFAULT_RANGES)
-    # Tuning job names are limited to 32 characters.
-    name = "hpo-" + hashlib.sha1(doc["run_id"].encode()).hexdigest()[:20]
+    name = tuning_job_name(doc["run_id"])
     try:
         client("sagemaker").create_hyper_parameter_tuning_job(
             HyperParameterTuningJobName=name,
@@ -72,7 +71,7 @@ def handler(doc: dict) -> dict:
                 "ParameterRanges": parameter_ranges(ranges),
             },
             TrainingJobDefinition=job_definition(doc, ranges),
-            Tags=[{"Key": "stepml:run-id", "Value": doc["run_id"]}],
+            Tags=run_tags(doc["run_id"]),
         )
     except ClientError as error:
         if error_code(error) != "ResourceInUse":

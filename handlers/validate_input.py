@@ -5,7 +5,6 @@ Nothing is created here, so a failure needs no cleanup.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from typing import Any
 
@@ -13,6 +12,7 @@ from botocore.exceptions import ClientError
 
 from handlers.common import client, error_code, json_setting, setting, split_s3_uri, state_handler
 from handlers.errors import InvalidInput
+from handlers.naming import run_id
 
 BACKENDS = ("sagemaker", "ec2")
 ENDPOINT_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
@@ -142,13 +142,6 @@ def _check_stack_scope(doc: dict, defaults: dict) -> None:
     datasets = setting("DATASET_PREFIX", "datasets/")
     if bucket != pinned["bucket"] or not prefix.startswith(datasets):
         raise InvalidInput(f"dataset must be under s3://{pinned['bucket']}/{datasets}")
-
-
-def run_id(execution_name: str) -> str:
-    """A name for this run's resources: stable across retries and redrives, ≤ 63 chars."""
-    cleaned = re.sub(r"[^a-zA-Z0-9-]", "-", execution_name).strip("-")[:40] or "run"
-    digest = hashlib.sha1(execution_name.encode()).hexdigest()[:8]
-    return f"{cleaned}-{digest}"
 
 
 @state_handler

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from handlers.naming import RUN_TAG, VARIANT_DIMENSION
 from statemachine.config import PipelineConfig
 from statemachine.workflow import TASK_HANDLERS
 
@@ -35,7 +36,6 @@ DATASETS, MODELS = "${DatasetPrefix}", "${ModelPrefix}"
 AMI_PARAMETER = "${Ec2AmiParameter}"
 CODE = f"{PREFIX}/code/"  # deploy-time bundles: handler zip, training/inference sources, request
 
-RUN_TAG = "stepml:run-id"  # the tag handlers put on every SageMaker resource and instance
 PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9:.]+)\}")
 
 # Task handlers grouped by the AWS concerns they touch; each group gets one role.
@@ -203,8 +203,7 @@ def hosting_handlers_policy() -> Policy:
             f"arn:{PARTITION}:application-autoscaling:{REGION}:{ACCOUNT}:scalable-target/*",
             {"StringEquals": {
                 "application-autoscaling:service-namespace": "sagemaker",
-                "application-autoscaling:scalable-dimension":
-                    "sagemaker:variant:DesiredInstanceCount"}}),
+                "application-autoscaling:scalable-dimension": VARIANT_DIMENSION}}),
         _allow("TargetTrackingAlarmsOfTheOneEndpoint", [
             "cloudwatch:PutMetricAlarm", "cloudwatch:DescribeAlarms", "cloudwatch:DeleteAlarms"],
             alarms),

@@ -11,7 +11,7 @@ import re
 import time
 from typing import Any
 
-from handlers.validate_input import run_id
+from handlers.naming import resource_name, run_id, run_instance_filter
 
 EPOCH_LINE = re.compile(r"^epoch=\d+\b[^\n]*", re.MULTILINE)
 KEEP = ("epoch", "valid_loss", "valid_acc")
@@ -20,7 +20,8 @@ KEEP = ("epoch", "valid_loss", "valid_acc")
 class TrainingProgress:
     def __init__(self, clients: Any, execution_name: str, backend: str, every_s: float = 2.0) -> None:
         self.client = clients
-        self.job_name = run_id(execution_name)[:63]
+        self.run = run_id(execution_name)
+        self.job_name = resource_name(self.run)
         self.backend = backend
         self.every_s = every_s
         self._checked = 0.0
@@ -48,7 +49,7 @@ class TrainingProgress:
     def _ec2_console(self) -> str:
         ec2 = self.client("ec2")
         reservations = ec2.describe_instances(Filters=[
-            {"Name": "tag:stepml:run-id", "Values": [self.job_name]}])["Reservations"]
+            run_instance_filter([self.run])])["Reservations"]
         instances = [i for r in reservations for i in r["Instances"]]
         if not instances:
             return ""

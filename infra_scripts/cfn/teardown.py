@@ -20,9 +20,10 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from handlers.naming import resource_name, run_id, run_instance_filter, run_of, scales_endpoint
 from infra_scripts.cfn import changeset
 from infra_scripts.cfn.template import DEPENDENCIES_LAYER, DEPENDENCIES_LAYER_SUFFIX
-from infra_scripts.policies import PREDICT_MODULE, RUN_TAG
+from infra_scripts.policies import PREDICT_MODULE
 
 ClientFactory = Callable[[str], Any]
 LIVE_INSTANCE_STATES = ["pending", "running", "stopping", "stopped"]
@@ -156,7 +157,7 @@ class Planner:
 
     def training(self, run_ids: set[str]) -> list[Item]:
         sagemaker, items = self.client("sagemaker"), []
-        for name in sorted({run_id[:63] for run_id in run_ids}):
+        for name in sorted({resource_name(run) for run in run_ids}):
             job = _exists(lambda n=name: sagemaker.describe_training_job(TrainingJobName=n))
             if job and job["TrainingJobStatus"] in RUNNING_JOB_STATES:
                 items.append(Item("training job", name, "stop",
@@ -184,7 +185,7 @@ class Planner:
             for job in _pages(sagemaker, "list_hyper_parameter_tuning_jobs",
                               "HyperParameterTuningJobSummaries", StatusEquals=status):
                 tags = sagemaker.list_tags(ResourceArn=job["HyperParameterTuningJobArn"])["Tags"]
-                if any(t["Key"] == RUN_TAG and t["Value"] in run_ids for t in tags):
+                if run_of(tags) in run_ids:
                     yield job
 
     def instances(self, run_ids: set[str]) -> list[Item]:
@@ -192,13 +193,12 @@ class Planner:
         ec2, f = self.client("ec2"), self.facts
         profile = f"arn:{f['partition']}:iam::{f['account']}:instance-profile/{f['prefix']}-ec2-training"
         reservations = _pages(ec2, "describe_instances", "Reservations", Filters=[
-            {"Name": "tag-key", "Values": [RUN_TAG]},
+            run_instance_filter(),
             {"Name": "instance-state-name", "Values": LIVE_INSTANCE_STATES}])
         ours = []
         for reservation in reservations:
             for instance in reservation["Instances"]:
-                tags = {t["Key"]: t["Value"] for t in instance.get("Tags", [])}
-                if tags.get(RUN_TAG) in run_ids or \
+                if run_of(instance.get("Tags", [])) in run_ids or \
                         instance.get("IamInstanceProfile", {}).get("Arn") == profile:
                     ours.append(instance["InstanceId"])
         return [Item("EC2 instance", iid, "terminate",
@@ -208,8 +208,7 @@ class Planner:
         scaling = self.client("application-autoscaling")
         targets = _pages(scaling, "describe_scalable_targets", "ScalableTargets",
                          ServiceNamespace="sagemaker")
-        mine = [t for t in targets if t["ResourceId"].split("/")[1:2] and
-                t["ResourceId"].split("/")[1] in endpoints]
+        mine = [t for t in targets if any(scales_endpoint(t["ResourceId"], e) for e in endpoints)]
         return [Item("autoscaling target", t["ResourceId"], "deregister",
                      lambda t=t: scaling.deregister_scalable_target(
                          ServiceNamespace="sagemaker", ResourceId=t["ResourceId"],
@@ -217,7 +216,8 @@ class Planner:
 
     def hosting(self, endpoints: set[str], run_ids: set[str]) -> list[Item]:
         sagemaker = self.client("sagemaker")
-        configs, models = {r[:63] for r in run_ids}, {r[:63] for r in run_ids}
+        configs = {resource_name(run) for run in run_ids}
+        models = set(configs)
         items = []
         for name in sorted(endpoints):
             endpoint = _exists(lambda n=name: sagemaker.describe_endpoint(EndpointName=n))
@@ -301,9 +301,7 @@ def _ignore_gone(call: Callable[[], Any]) -> None:
 
 
 def run_id_of(execution_name: str) -> str:
-    """The run id ValidateInput gave the execution's resources (its own derivation)."""
-    from handlers.validate_input import run_id
-
+    """The run id ValidateInput gave the execution's resources."""
     return run_id(execution_name)
 
 
