@@ -23,6 +23,8 @@ from urllib.parse import unquote_plus
 from botocore.exceptions import ClientError
 
 from handlers.common import client, error_code, logger
+from handlers.errors import InvalidInput
+from handlers.input_schema import check_input
 
 MARKERS = ("_READY", "manifest.json")
 SPLITS = ("train", "valid", "test")
@@ -138,4 +140,8 @@ def handler(event: dict, context: Any) -> dict[str, Any]:
         return _rejected(error, obj)
     document = {**json.loads(os.environ.get("EXECUTION_INPUT") or "{}"),
                 "dataset": f"s3://{obj['bucket']}/{dataset_prefix}"}
+    try:
+        check_input(document)  # refused here, before StartExecution, rather than by ValidateInput
+    except InvalidInput as error:
+        return _rejected(UploadRejected(400, "InvalidExecutionInput", str(error)), obj)
     return {**start(execution_name(obj, dataset), document), "dataset": document["dataset"]}

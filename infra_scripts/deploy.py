@@ -20,11 +20,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from infra_scripts import packaging
+from infra_scripts.aws_clients import AwsClients
 from infra_scripts.cfn import changeset, local_gaps
 from infra_scripts.cfn.changeset import Applied, Waiting
 from infra_scripts.cfn.template import (
@@ -82,40 +82,32 @@ class DeployResult:
 
 
 class Deployer:
-    def __init__(self, config: PipelineConfig, session: boto3.Session | None = None,
-                 endpoint_url: str | None = None, report: Report = _quiet,
-                 trigger_input: dict | None = None, upload_trigger: bool = False) -> None:
-        self.session = session or boto3.Session(region_name=config.region)
-        self.config = dataclasses.replace(config, region=self.session.region_name or config.region)
-        self.endpoint_url = endpoint_url
+    def __init__(self, config: PipelineConfig, clients: AwsClients | None = None,
+                 report: Report = _quiet, trigger_input: dict | None = None,
+                 upload_trigger: bool = False) -> None:
+        self.clients = clients or AwsClients(fallback_region=config.region)
+        self.session = self.clients.session
+        self.config = dataclasses.replace(config, region=self.clients.region)
+        self.endpoint_url = self.clients.endpoint_url
         self.report = report
         self.trigger_input = trigger_input or {}  # merged into upload-started executions
         # Off unless asked (`stepml deploy` asks): callers such as `stepml run` start their
         # execution themselves, and an enabled rule would start a second one on the marker.
         self.upload_trigger = upload_trigger
-        self._clients: dict[str, Any] = {}
         self._account: str | None = None
         self._template: dict | None = None
 
     @classmethod
     def for_local_cloud(cls, config: PipelineConfig, endpoint_url: str, **options: Any) -> Deployer:
-        from infra_scripts.localcloud.core.server import LOCAL_CREDENTIALS
-
-        session = boto3.Session(aws_access_key_id=LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
-                                aws_secret_access_key=LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-                                region_name=config.region)
         # Local jobs are network-isolated: ImageNet weights would have to be in their torch cache.
         config = dataclasses.replace(config, training_weights=config.training_weights or "none")
-        return cls(config, session=session, endpoint_url=endpoint_url, **options)
+        return cls(config, AwsClients.for_local_cloud(endpoint_url, config.region), **options)
 
     @classmethod
     def for_aws(cls, config: PipelineConfig, region: str | None = None,
                 profile: str | None = None, **options: Any) -> Deployer:
-        """Standard AWS resolution: --region, else AWS_REGION/the profile's region, else config."""
-        session = boto3.Session(profile_name=profile)
-        session = boto3.Session(profile_name=profile,
-                                region_name=region or session.region_name or config.region)
-        return cls(config, session=session, **options)
+        """Standard AWS resolution: --region, else AWS_DEFAULT_REGION/the profile's region, else config."""
+        return cls(config, AwsClients(region, profile=profile, fallback_region=config.region), **options)
 
     # -- clients and facts ------------------------------------------------------------------
     @property
@@ -131,14 +123,10 @@ class Deployer:
         return Waiting(poll_s=0.05, timeout_s=120) if self.local else Waiting()
 
     def client(self, service: str) -> Any:
-        if service not in self._clients:
-            # One attempt on the local cloud's CloudFormation: moto applies a change set while
-            # answering, so a retried execute would apply it twice.
-            retries = {"max_attempts": 1} if self.local and service == "cloudformation" else None
-            self._clients[service] = self.session.client(
-                service, region_name=self.config.region, endpoint_url=self.endpoint_url,
-                config=Config(retries=retries) if retries else None)
-        return self._clients[service]
+        # One attempt on the local cloud's CloudFormation: moto applies a change set while
+        # answering, so a retried execute would apply it twice.
+        retries = {"max_attempts": 1} if self.local and service == "cloudformation" else None
+        return self.clients.client(service, Config(retries=retries) if retries else None)
 
     def account_id(self) -> str:
         if self._account is None:
@@ -147,9 +135,21 @@ class Deployer:
         return self._account
 
     def partition(self) -> str:
-        return self.session.get_partition_for_region(self.config.region)
+        return self.clients.partition()
 
     # -- preflight ----------------------------------------------------------------------------
+    def check_trigger_input(self) -> None:
+        """What the upload trigger will start must pass the execution input's schema, with the
+        dataset each upload adds; refused before anything is created."""
+        from handlers.errors import InvalidInput
+        from handlers.input_schema import check_input
+
+        sample = f"s3://{self.config.bucket}/{self.config.dataset_prefix}sample/"
+        try:
+            check_input({**self.trigger_input, "dataset": sample})
+        except InvalidInput as error:
+            raise DeployError(f"trigger input: {error}") from None
+
     def check_ami(self) -> None:
         """The EC2 path needs an AMI in this region: pinned, or the SSM parameter must exist."""
         if self.config.ec2_ami_id:
@@ -337,6 +337,7 @@ class Deployer:
 
     def deploy(self) -> DeployResult:
         check_config(self.config)
+        self.check_trigger_input()
         self.account_id()
         self.check_ami()
         image = self.inference_image()

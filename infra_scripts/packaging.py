@@ -62,9 +62,10 @@ _INFERENCE_SHIM = ("# SageMaker's PyTorch serving container loads these four fun
                    "    input_fn, model_fn, output_fn, predict_fn)\n")
 
 
-def _python_files(package: str) -> Iterator[tuple[str, Path]]:
+def _python_files(package: str, data: tuple[str, ...] = ()) -> Iterator[tuple[str, Path]]:
+    """The package's modules and the data files it reads (``data``: glob patterns)."""
     base = PROJECT_ROOT / package
-    for path in sorted(base.rglob("*.py")):
+    for path in sorted(p for pattern in ("*.py", *data) for p in base.rglob(pattern)):
         if not SKIP_PARTS.intersection(path.parts):
             yield str(path.relative_to(PROJECT_ROOT)), path
 
@@ -84,7 +85,7 @@ def handlers_zip() -> bytes:
     """The deployment package of every handler Lambda: the ``handlers`` package only (its
     dependencies are in ``handler_dependencies_layer()``)."""
     return deterministic_zip((name, path.read_bytes(), 0o644)
-                             for name, path in _python_files("handlers"))
+                             for name, path in _python_files("handlers", ("*.schema.json",)))
 
 
 # -- the handlers' dependencies layer ---------------------------------------------------------------

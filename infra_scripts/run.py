@@ -54,6 +54,11 @@ def execution_input(dataset_uri: str, backend: str, local: bool) -> dict[str, An
 
 
 def start_execution(sfn: Any, state_machine_arn: str, document: dict, name: str | None = None) -> str:
+    """StartExecution of a document that passes the execution input's schema (else InvalidInput,
+    and nothing runs)."""
+    from handlers.input_schema import check_input
+
+    check_input(document)
     name = name or f"run-{time.strftime('%Y%m%d-%H%M%S')}-{int(time.time() * 1000) % 1000:03d}"
     return sfn.start_execution(stateMachineArn=state_machine_arn, name=name,
                                input=json.dumps(document))["executionArn"]

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
 
-from handlers import common, validate_input
+from handlers import common, input_schema, validate_input
 from handlers.errors import InvalidInput
 from tests.handlers.conftest import (
     BUCKET,
@@ -59,7 +60,8 @@ def test_run_id_is_stable_and_a_valid_sagemaker_name() -> None:
     assert run_id == validate_input.run_id(name)
     assert run_id != validate_input.run_id(name + "x")
     assert len(run_id) <= 63
-    assert validate_input.ENDPOINT_NAME.fullmatch(run_id)
+    endpoint_name = input_schema.schema()["properties"]["endpoint"]["properties"]["name"]["pattern"]
+    assert re.fullmatch(endpoint_name, run_id)  # a valid SageMaker resource name
 
 
 BAD_INPUTS: list[tuple[str, dict[str, Any], str]] = [
