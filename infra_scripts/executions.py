@@ -5,15 +5,13 @@ redrive, rerun from a state, handler/training logs and console deep links."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-import boto3
-
+from infra_scripts.aws_clients import AwsClients
 from infra_scripts.progress import history
 
 TERMINAL = ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
@@ -33,36 +31,7 @@ class WorkflowError(Exception):
 
 
 # -- clients -------------------------------------------------------------------------------
-def session(region: str | None = None, endpoint_url: str | None = None) -> boto3.Session:
-    """Standard resolution; against a local endpoint with no credentials configured, the local
-    cloud's fixed ones (it accepts anything, but botocore refuses to sign without some)."""
-    endpoint_url = endpoint_url or os.environ.get("AWS_ENDPOINT_URL")
-    base = boto3.Session(region_name=region)
-    if endpoint_url and base.get_credentials() is None:
-        from infra_scripts.localcloud.core.server import LOCAL_CREDENTIALS
-
-        return boto3.Session(region_name=region or base.region_name or "us-east-1",
-                             aws_access_key_id=LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
-                             aws_secret_access_key=LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"])
-    return base
-
-
-class Clients:
-    def __init__(self, region: str | None = None, endpoint_url: str | None = None) -> None:
-        self.endpoint_url = endpoint_url or os.environ.get("AWS_ENDPOINT_URL")
-        self.session = session(region, self.endpoint_url)
-        self.region = self.session.region_name or "us-east-1"
-        self._clients: dict[str, Any] = {}
-
-    def client(self, service: str) -> Any:
-        if service not in self._clients:
-            self._clients[service] = self.session.client(service, region_name=self.region,
-                                                         endpoint_url=self.endpoint_url)
-        return self._clients[service]
-
-    @property
-    def on_aws(self) -> bool:
-        return not self.endpoint_url
+Clients = AwsClients  # the operator side's one factory (infra_scripts/aws_clients.py)
 
 
 # -- deep links ----------------------------------------------------------------------------
