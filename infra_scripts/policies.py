@@ -129,6 +129,12 @@ def _describe_instances() -> Statement:
     return _allow("NoResourceLevelPermissionEc2DescribeInstances", ["ec2:DescribeInstances"], "*")
 
 
+def _describe_images() -> Statement:
+    # ec2:DescribeImages has no resource-level permission either: StartEC2Training reads the AMI's
+    # root device name and snapshot size to size the root volume.
+    return _allow("NoResourceLevelPermissionEc2DescribeImages", ["ec2:DescribeImages"], "*")
+
+
 # -- one document per role ------------------------------------------------------------------------
 def state_machine_policy() -> Policy:
     functions = [function_arn(m) for m in TASK_HANDLERS.values()]
@@ -164,6 +170,7 @@ def training_handlers_policy() -> Policy:
         _allow("TagInstancesOnlyAtLaunch", ["ec2:CreateTags"], instance,
                {"StringEquals": {"ec2:CreateAction": "RunInstances"}}),
         _describe_instances(),
+        _describe_images(),
         # Public parameters' ARNs have an empty account field; "*" there matches it.
         _allow("ResolveTheAmiParameter", ["ssm:GetParameter"],
                f"arn:{PARTITION}:ssm:{REGION}:*:parameter{AMI_PARAMETER}"),

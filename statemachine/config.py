@@ -17,6 +17,8 @@ from typing import Any
 ENV_PREFIX = "STEPML_"
 CONFIG_FILE_ENV = "STEPML_CONFIG"
 DEFAULT_CONFIG_FILE = "stepml.toml"
+DLAMI_PYTORCH_PARAMETER = ("/aws/service/deeplearning/ami/x86_64/"
+                           "oss-nvidia-driver-gpu-pytorch-2.13-amazon-linux-2023/latest/ami-id")
 
 
 def _training_hyperparameters() -> dict[str, Any]:
@@ -53,8 +55,17 @@ class PipelineConfig:
     training_max_wait_seconds: int = 3600
     training_image_uri: str = ""  # empty: resolved from the SageMaker SDK's PyTorch image
     ec2_instance_type: str = "c5.2xlarge"  # compute-optimised: the backbone is CPU-bound
-    ec2_ami_parameter: str = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
+    # An AWS Deep Learning AMI with PyTorch, resolved through its public SSM parameter
+    # (/aws/service/deeplearning/ami/$architecture/$ami_type/latest/ami-id, ami_type = the AMI's
+    # name less "deep", "learning", "ami"): https://docs.aws.amazon.com/dlami/latest/devguide/find-dlami-id.html
+    # "Deep Learning OSS Nvidia Driver AMI GPU PyTorch 2.13 (Amazon Linux 2023)", x86_64, PyTorch in
+    # /opt/pytorch, gp3 root: https://docs.amazonaws.cn/dlami/latest/devguide/aws-deep-learning-ami-gpupt213oss-al2023-2026-10-05.md
+    # The user data installs nothing: on an AMI without /opt/pytorch the run fails fast.
+    ec2_ami_parameter: str = DLAMI_PYTORCH_PARAMETER
     ec2_ami_id: str = ""  # set to pin an AMI instead of resolving the SSM parameter
+    # Root volume (gp3, deleted with the instance): at least this, and at least the AMI's snapshot
+    # size (DescribeImages) + 20 GiB of scratch: the dataset copy, checkpoints, model and logs.
+    ec2_root_volume_gb: int = 100
     hyperparameters: dict[str, Any] = field(default_factory=_training_hyperparameters)
     # hosting
     endpoint_name: str = "stepml-classifier"
@@ -72,6 +83,8 @@ class PipelineConfig:
     # orchestration
     poll_seconds: int = 30
     handler_timeout_seconds: int = 60
+    # local cloud: the account it emulates ("default", or "new": a new AWS account's quotas)
+    local_account_profile: str = "default"
 
     # -- derived names ----------------------------------------------------------------------
     def function_name(self, state_module: str) -> str:

@@ -206,6 +206,7 @@ def handler_environment(config: PipelineConfig) -> dict[str, Any]:
         "EC2_INSTANCE_PROFILE": ref("Ec2TrainingInstanceProfile"),
         "EC2_AMI_PARAMETER": ref("Ec2AmiParameter"),
         "EC2_AMI_ID": ref("Ec2AmiId"),
+        "EC2_ROOT_VOLUME_GB": str(config.ec2_root_volume_gb),
         "PREDICT_FUNCTION_NAME": sub(f"${{Prefix}}-{policies.function_suffix(PREDICT_MODULE)}"),
         "POWERTOOLS_SERVICE_NAME": ref("Prefix"),
         "TRAINING_REQUEST_URI": s3("TrainingRequestKey"),

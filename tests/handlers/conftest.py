@@ -21,6 +21,7 @@ from moto import mock_aws
 from moto.core import DEFAULT_ACCOUNT_ID
 
 from handlers import common
+from infra_scripts.localcloud.ec2.images import install_public_dlamis
 from statemachine.config import PipelineConfig
 
 REGION = "us-east-1"
@@ -176,6 +177,7 @@ def aws(monkeypatch: pytest.MonkeyPatch, boto_session: boto3.Session) -> Iterato
         "EC2_CODE_URI": EC2_CODE_URI,
         "EC2_INSTANCE_PROFILE": EC2_INSTANCE_PROFILE,
         "EC2_AMI_PARAMETER": CONFIG.ec2_ami_parameter,
+        "EC2_ROOT_VOLUME_GB": str(CONFIG.ec2_root_volume_gb),
         "PREDICT_FUNCTION_NAME": PREDICT_FUNCTION,
         "POWERTOOLS_SERVICE_NAME": "stepml-test",
         "MOTO_EC2_LOAD_DEFAULT_AMIS": "false",  # ~2 s per test otherwise; AMI ids aren't checked
@@ -183,6 +185,7 @@ def aws(monkeypatch: pytest.MonkeyPatch, boto_session: boto3.Session) -> Iterato
     for name, value in environment.items():
         monkeypatch.setenv(name, value)
     common._clients.clear()
+    install_public_dlamis(monkeypatch.setattr)  # moto has no /aws/service/deeplearning/ parameters
     with mock_aws():
         monkeypatch.setattr(boto3, "DEFAULT_SESSION", boto_session)
         s3 = common.client("s3")

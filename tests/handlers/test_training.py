@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import time
 from types import ModuleType
 from typing import Any
@@ -261,6 +262,43 @@ def test_start_ec2_training(start_ec2_training: ModuleType, validated_ec2: dict,
     assert "shutdown" in script
 
 
+def test_ec2_training_uses_a_pytorch_dlami_with_a_sized_root_volume_and_imdsv2(
+        start_ec2_training: ModuleType, validated_ec2: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the public parameter of an AWS Deep Learning AMI with PyTorch (find-dlami-id.html's format)
+    assert re.fullmatch(r"/aws/service/deeplearning/ami/x86_64/[a-z0-9.-]*pytorch[a-z0-9.-]*"
+                        r"amazon-linux-2023/latest/ami-id", CONFIG.ec2_ami_parameter)
+    ec2 = common.client("ec2")
+    requests: list[dict] = []
+    ec2.meta.events.register("provide-client-params.ec2.RunInstances",
+                             lambda params, **_: requests.append(dict(params)))
+    job = call(start_ec2_training, validated_ec2)["training_job"]
+
+    image = ec2.describe_images(ImageIds=[requests[0]["ImageId"]])["Images"][0]
+    snapshot_gb = image["BlockDeviceMappings"][0]["Ebs"]["VolumeSize"]
+    root = max(CONFIG.ec2_root_volume_gb, snapshot_gb + start_ec2_training.MIN_FREE_GB)
+    assert requests[0]["BlockDeviceMappings"] == [{"DeviceName": image["RootDeviceName"], "Ebs": {
+        "VolumeSize": root, "VolumeType": "gp3", "DeleteOnTermination": True}}]
+    assert requests[0]["MetadataOptions"] == {"HttpTokens": "required", "HttpEndpoint": "enabled",
+                                              "HttpPutResponseHopLimit": 1}
+    volumes = ec2.describe_volumes(Filters=[{"Name": "attachment.instance-id",
+                                             "Values": [job["instance_id"]]}])["Volumes"]
+    assert [(v["Size"], v["VolumeType"]) for v in volumes] == [(root, "gp3")]
+    options = live_instance(validated_ec2["run_id"])["MetadataOptions"]
+    assert options["HttpTokens"] == "required" and options["HttpEndpoint"] == "enabled"
+
+
+def test_ec2_root_volume_grows_with_the_setting_and_the_ami(
+        start_ec2_training: ModuleType, aws: Counts, monkeypatch: pytest.MonkeyPatch) -> None:
+    image = common.client("ssm").get_parameter(Name=CONFIG.ec2_ami_parameter)["Parameter"]["Value"]
+    monkeypatch.setenv("EC2_ROOT_VOLUME_GB", "250")
+    assert start_ec2_training.root_volume(image)["Ebs"]["VolumeSize"] == 250
+    monkeypatch.setenv("EC2_ROOT_VOLUME_GB", "1")  # never below the AMI's snapshot + scratch
+    snapshot_gb = common.client("ec2").describe_images(ImageIds=[image])["Images"][0][
+        "BlockDeviceMappings"][0]["Ebs"]["VolumeSize"]
+    assert start_ec2_training.root_volume(image)["Ebs"]["VolumeSize"] == (
+        snapshot_gb + start_ec2_training.MIN_FREE_GB)
+
+
 def test_start_ec2_training_idempotent(start_ec2_training: ModuleType, validated_ec2: dict,
                                        aws: Counts, monkeypatch: pytest.MonkeyPatch) -> None:
     freeze_time(monkeypatch, start_ec2_training, NOW)
@@ -271,9 +309,10 @@ def test_start_ec2_training_idempotent(start_ec2_training: ModuleType, validated
 
 def test_start_ec2_training_pinned_ami(start_ec2_training: ModuleType, validated_ec2: dict,
                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("EC2_AMI_ID", "ami-0123456789abcdef0")
+    pinned = common.client("ec2").register_image(Name="pinned-pytorch-ami")["ImageId"]
+    monkeypatch.setenv("EC2_AMI_ID", pinned)
     call(start_ec2_training, validated_ec2)
-    assert live_instance(validated_ec2["run_id"])["ImageId"] == "ami-0123456789abcdef0"
+    assert live_instance(validated_ec2["run_id"])["ImageId"] == pinned
 
 
 @pytest.fixture

@@ -135,7 +135,7 @@ def test_template_parameters_carry_the_seed_defaults() -> None:
         "ReservedConcurrency", "ProvisionedConcurrency", "AutoscalingMax", "AutoscalingTarget")}
     assert defaults == {"ReservedConcurrency": 100, "ProvisionedConcurrency": 80,
                         "AutoscalingMax": 2, "AutoscalingTarget": 50.0}
-    assert parameters["Ec2AmiParameter"]["Default"].startswith("/aws/service/ami-")
+    assert parameters["Ec2AmiParameter"]["Default"].startswith("/aws/service/deeplearning/ami/")
     assert "Default" not in parameters["BucketName"]  # a name must be given
 
 

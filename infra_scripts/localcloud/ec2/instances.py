@@ -319,7 +319,10 @@ def install(cloud: LocalCloud) -> LocalInstances:
     from moto.ec2.models.instances import InstanceBackend
     from moto.ec2.responses.general import General
 
+    from infra_scripts.localcloud.ec2.images import install_public_dlamis
+
     instances = LocalInstances(cloud)
+    install_public_dlamis(cloud.patch)  # the AMI parameter StartEC2Training resolves
     cloud.patch(InstanceBackend, "run_instances",
                 _wrap_run_instances(instances, InstanceBackend.run_instances))
     for name in ("terminate_instances", "stop_instances"):
