@@ -1,16 +1,24 @@
 """User data for an EC2 training instance: fetch the code, train, write a status object, shut down.
 
-``build_user_data(...)`` returns a bash script (EC2 ``UserData``, at most 16 KB) that
+``build_user_data(...)`` returns a bash script (EC2 ``UserData``, at most 16 KB) for an AWS Deep
+Learning AMI with PyTorch (``PipelineConfig.ec2_ami_parameter``), which brings torch,
+torchvision and boto3 in ``/opt/pytorch``: nothing is installed at boot. The script
 
-1. prepares the OS (between the markers ``# >>> os-setup`` and ``# <<< os-setup``): reads the
-   instance id from IMDSv2, finds a Python with torch (Deep Learning AMI venvs) or installs one,
-   and exports ``PYTHON`` and ``INSTANCE_ID``;
-2. writes ``{"status": "InProgress", ...}`` to the status URI;
-3. downloads ``code_uri`` (a ``.tar.gz`` or ``.zip`` holding the ``training`` package, e.g.
+1. writes its S3 helper (``$WORK/s3io.py``, ``$WORK`` = ``/opt/stepml``) and an ``EXIT`` trap;
+2. prepares the OS (between the markers ``# >>> os-setup`` and ``# <<< os-setup``): reads the
+   instance id from IMDSv2 (a token PUT, then the GET with the token; the endpoint honours the
+   SDKs' ``AWS_EC2_METADATA_SERVICE_ENDPOINT``, default ``http://169.254.169.254``), takes the
+   DLAMI's PyTorch interpreter ``/opt/pytorch/bin/python3`` once it imports torch, torchvision
+   and boto3, and exports ``PYTHON`` and ``INSTANCE_ID``. Without that environment (an AMI that
+   is not a PyTorch DLAMI) or without an instance id it fails fast: the reason goes to the
+   status object as ``Failed`` (reported by any ``python3`` with boto3, else the aws CLI) and the
+   instance shuts down — no pip, no dnf;
+3. writes ``{"status": "InProgress", ...}`` to the status URI;
+4. downloads ``code_uri`` (a ``.tar.gz`` or ``.zip`` holding the ``training`` package, e.g.
    ``infra_scripts.packaging.training_source()``) into ``$WORK/code``, puts it on ``PYTHONPATH``;
-4. runs ``$PYTHON -m training.train --data <data_uri> --model-dir <model_uri>
+5. runs ``$PYTHON -m training.train --data <data_uri> --model-dir <model_uri>
    --output-data-dir $WORK/output --key value ...`` (output teed to ``$WORK/train.log``);
-5. on exit, whatever happened (an ``EXIT`` trap): packs the model files under ``model_uri``
+6. on exit, whatever happened (the ``EXIT`` trap): packs the model files under ``model_uri``
    into ``<model_uri>/model.tar.gz`` (what SageMaker CreateModel takes), uploads the log to
    ``<status dir>/train.log`` and writes the final status object, then ``shutdown -h now``
    (with ``InstanceInitiatedShutdownBehavior=terminate`` the instance terminates itself).
@@ -27,11 +35,14 @@ Status object (JSON at ``status_uri``)::
 ``error:`` line of the log, else its last line.
 
 Local cloud: the script carries the line ``# localcloud: runnable``, so the local cloud's
-``RunInstances`` runs it as the instance (``infra_scripts/localcloud/ec2_instances.py``): the
+``RunInstances`` runs it as the instance (``infra_scripts/localcloud/ec2/instances.py``): the
 os-setup block is skipped and the cloud provides what it sets up — ``PYTHON`` (the project
 venv's interpreter), ``INSTANCE_ID``, ``AWS_*`` variables pointing at the local cloud — plus
 ``STEPML_WORK_DIR`` (the instance's scratch dir instead of ``/opt/stepml``); ``shutdown``
-ends the instance's processes. The body must therefore use only ``$PYTHON`` (no aws CLI).
+ends the instance's processes. The body therefore uses only ``$PYTHON`` (the aws CLI only as
+the last resort of a failed set-up). The whole script, os-setup included, also runs in a test
+(``tests/localcloud/test_ec2_user_data_os.py``): a mount namespace puts a stand-in DLAMI
+``/opt`` over ``/opt`` and a stand-in IMDSv2 answers on 127.0.0.1.
 
 Stdlib only and self-contained, so it can live in (or be copied into) the handlers' Lambda
 package and build user data there.
@@ -160,27 +171,44 @@ if __name__ == "__main__":
 '''
 
 OS_SETUP = r'''
-TOKEN=$(curl -sf -X PUT http://169.254.169.254/latest/api/token \
+IMDS="${AWS_EC2_METADATA_SERVICE_ENDPOINT:-http://169.254.169.254}"
+IMDS="${IMDS%/}"
+TOKEN=$(curl -sf --max-time 5 --retry 3 -X PUT "$IMDS/latest/api/token" \
   -H "X-aws-ec2-metadata-token-ttl-seconds: 300")
-INSTANCE_ID=$(curl -sf -H "X-aws-ec2-metadata-token: $TOKEN" \
-  http://169.254.169.254/latest/meta-data/instance-id)
+INSTANCE_ID=$(curl -sf --max-time 5 --retry 3 -H "X-aws-ec2-metadata-token: ${TOKEN:-}" \
+  "$IMDS/latest/meta-data/instance-id")
 export INSTANCE_ID
-for candidate in /opt/pytorch/bin/python3 /opt/conda/envs/pytorch/bin/python3 \
-    /opt/conda/bin/python3; do
-  if [ -x "$candidate" ] && "$candidate" -c "import torch, torchvision" 2>/dev/null; then
+for candidate in /opt/pytorch/bin/python3 /opt/pytorch/bin/python; do
+  if [ -x "$candidate" ] && "$candidate" -c "import torch, torchvision, boto3"; then
     PYTHON=$candidate
     break
   fi
 done
-if [ -z "${PYTHON:-}" ]; then
-  dnf install -y python3.11 python3.11-pip || yum install -y python3 python3-pip
-  "$(command -v python3.11 || command -v python3)" -m venv /opt/stepml-venv
-  PYTHON=/opt/stepml-venv/bin/python
-  "$PYTHON" -m pip install --quiet "torch==2.14.1" "torchvision==0.29.1" pillow numpy
+if [ -z "${INSTANCE_ID:-}" ]; then
+  setup_failed "cannot read the instance id from IMDSv2 at $IMDS"
+elif [ -z "${PYTHON:-}" ]; then
+  setup_failed "no PyTorch environment on this AMI: /opt/pytorch/bin/python3 with torch," \
+    "torchvision and boto3 is missing; launch an AWS Deep Learning AMI with PyTorch" \
+    "(ec2_ami_parameter / ec2_ami_id); nothing is installed at boot"
 fi
-"$PYTHON" -c "import boto3" 2>/dev/null || "$PYTHON" -m pip install --quiet boto3
 export PYTHON
 '''
+
+
+# On exit, whatever happened: the final status (s3io.py finish), then the instance shuts down.
+# Before os-setup has found the PyTorch environment (a failed set-up), any python3 with boto3
+# reports; without one, the aws CLI writes a minimal Failed status.
+FINISH = r"""
+setup_failed() { echo "error: $*" | tee "$WORK/output/failure" >&2; exit 1; }
+report() {
+  "${PYTHON:-python3}" "$WORK/s3io.py" finish "$1" && return
+  command -v aws >/dev/null || return
+  reason=$(head -c 1000 "$WORK/output/failure" 2>/dev/null | tr -d '"\\\n')
+  printf '{"status": "Failed", "instance_id": "%s", "exit_code": %s, "reason": "%s"}' \
+    "${INSTANCE_ID:-}" "$1" "${reason:-error: exit $1}" | aws s3 cp - "$STEPML_STATUS_URI"
+}
+finish() { code=$?; trap - EXIT; report "$code"; shutdown -h now; }
+"""
 
 
 def render_args(hyperparameters: Mapping[str, Any]) -> list[str]:
@@ -216,17 +244,16 @@ def build_user_data(code_uri: str, data_uri: str, model_uri: str, status_uri: st
         "set -uo pipefail",
         f'export AWS_DEFAULT_REGION="${{AWS_DEFAULT_REGION:-{region}}}"',
         *(f"export {key}={shlex.quote(value)}" for key, value in exports.items()),
-        OS_SETUP_BEGIN + OS_SETUP.rstrip("\n"),
-        OS_SETUP_END,
-        'PYTHON="${PYTHON:-python3}"',
         'WORK="${STEPML_WORK_DIR:-/opt/stepml}"',
         'export STEPML_WORK="$WORK" STEPML_STARTED_AT="$(date -u +%Y-%m-%dT%H:%M:%SZ)"',
         'mkdir -p "$WORK/code" "$WORK/output" && cd "$WORK" || exit 1',
         "cat > \"$WORK/s3io.py\" <<'STEPML_S3IO'" + S3_HELPER.rstrip("\n"),
         "STEPML_S3IO",
-        'finish() { code=$?; trap - EXIT; "$PYTHON" "$WORK/s3io.py" finish "$code"; '
-        "shutdown -h now; }",
+        FINISH.strip("\n"),
         "trap finish EXIT",
+        OS_SETUP_BEGIN + OS_SETUP.rstrip("\n"),
+        OS_SETUP_END,
+        'PYTHON="${PYTHON:-python3}"',
         '"$PYTHON" "$WORK/s3io.py" status InProgress',
         '"$PYTHON" "$WORK/s3io.py" fetch "$STEPML_CODE_URI" "$WORK/code" || exit 1',
         'export PYTHONPATH="$WORK/code${PYTHONPATH:+:$PYTHONPATH}"',
