@@ -16,6 +16,7 @@ from botocore.exceptions import ClientError
 
 from handlers.errors import TransientAwsError
 from handlers.naming import RUN_TAG, run_of
+from handlers.quotas import quota_exceeded
 
 logger = Logger(service="stepml")
 
@@ -68,6 +69,9 @@ def state_handler(function: Callable[[dict], dict]) -> Callable[[dict, Any], dic
         except ClientError as error:
             if is_transient(error):
                 raise TransientAwsError(str(error)) from error
+            quota = quota_exceeded(error)
+            if quota is not None:
+                raise quota from error
             raise
 
     return handler

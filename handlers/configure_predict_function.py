@@ -51,7 +51,10 @@ def move_alias(function: str, version: str) -> str:
 
 def apply_concurrency(function: str, reserved: int, provisioned: int) -> str:
     lam = client("lambda")
-    lam.put_function_concurrency(FunctionName=function, ReservedConcurrentExecutions=reserved)
+    if reserved > 0:
+        lam.put_function_concurrency(FunctionName=function, ReservedConcurrentExecutions=reserved)
+    else:  # 0: no reservation (a new account's limit of 10 leaves nothing to reserve)
+        lam.delete_function_concurrency(FunctionName=function)
     if provisioned <= 0:
         return "NONE"
     return lam.put_provisioned_concurrency_config(

@@ -46,5 +46,10 @@ class RequestRefused(PipelineError):
     MaxRuntime over the limit, a name another run owns); the cause carries AWS's code and text."""
 
 
+class QuotaExceeded(PipelineError):
+    """An account quota refused the request (SageMaker ResourceLimitExceeded, Lambda's unreserved
+    concurrency minimum, EC2's vCPU limit); the message names the quota and how to raise it."""
+
+
 class TransientAwsError(Exception):
     """Throttling or a 5xx from an AWS API: the state machine retries these with backoff."""

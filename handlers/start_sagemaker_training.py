@@ -16,6 +16,7 @@ from handlers.common import (
     error_code,
     is_transient,
     logger,
+    quota_exceeded,
     setting,
     split_s3_uri,
     state_handler,
@@ -67,8 +68,8 @@ def start_job(request: dict, run_id: str) -> None:
     try:
         sagemaker.create_training_job(**request)
     except ClientError as error:
-        if is_transient(error):
-            raise  # state_handler turns it into TransientAwsError: retried
+        if is_transient(error) or quota_exceeded(error):
+            raise  # state_handler makes it TransientAwsError (retried) or QuotaExceeded
         message = error.response.get("Error", {}).get("Message", "")
         if error_code(error) != "ResourceInUse":  # the request itself is wrong
             raise RequestRefused(f"CreateTrainingJob {name}: {error_code(error)}: {message}") from error

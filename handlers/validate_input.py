@@ -69,7 +69,8 @@ def _check_bounds(doc: dict) -> None:
     low, high = doc["autoscaling"]["min"], doc["autoscaling"]["max"]
     if low > high:
         raise InvalidInput(f"autoscaling.min ({low}) must not exceed autoscaling.max ({high})")
-    if doc["predict"]["provisioned_concurrency"] > doc["predict"]["reserved_concurrency"]:
+    reserved = doc["predict"]["reserved_concurrency"]
+    if reserved and doc["predict"]["provisioned_concurrency"] > reserved:
         raise InvalidInput("predict.provisioned_concurrency must not exceed reserved_concurrency")
 
 

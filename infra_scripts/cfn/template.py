@@ -32,6 +32,7 @@ ARCHITECTURE = "x86_64"  # the platform the dependencies layer is built for (pac
 DEPENDENCIES_LAYER = "HandlerDependenciesLayer"
 DEPENDENCIES_LAYER_SUFFIX = "handler-dependencies"  # the layer is "<prefix>-handler-dependencies"
 PREDICT_TIMEOUT_S = 30
+PREDICT_MEMORY_MB = 512  # also what the cost preview prices provisioned concurrency at
 ON_UPLOAD_TIMEOUT_S = 30
 UPLOAD_MARKERS = ("_READY", "manifest.json")  # the dataset-completion objects issue 6 defines
 # Numbers in EXECUTION_DEFAULTS come from these parameters (unquoted in the JSON).
@@ -115,7 +116,7 @@ def parameters(config: PipelineConfig) -> dict[str, dict]:
         "InferenceImageUri": _string("Region-specific PyTorch inference image"),
         **code,
         "ReservedConcurrency": _number("Reserved concurrency of the predict function",
-                                       config.reserved_concurrency, 1),
+                                       config.reserved_concurrency, 0),
         "ProvisionedConcurrency": _number("Provisioned concurrency on the live alias",
                                           config.provisioned_concurrency, 0),
         "AutoscalingMin": _number("Minimum endpoint instances", config.autoscaling_min, 1),
@@ -249,7 +250,7 @@ def functions(config: PipelineConfig) -> dict[str, dict]:
                  for module in TASK_HANDLERS.values()}
     resources[function_id(PREDICT_MODULE)] = function(PREDICT_MODULE, {
         "ENDPOINT_NAME": ref("EndpointName"),
-        "POWERTOOLS_SERVICE_NAME": sub("${Prefix}-predict")}, PREDICT_TIMEOUT_S, 512)
+        "POWERTOOLS_SERVICE_NAME": sub("${Prefix}-predict")}, PREDICT_TIMEOUT_S, PREDICT_MEMORY_MB)
     resources[function_id(ON_UPLOAD_MODULE)] = function(ON_UPLOAD_MODULE, {
         "STATE_MACHINE_ARN": ref("StateMachine"), "DATASET_PREFIX": ref("DatasetPrefix"),
         "EXECUTION_INPUT": ref("TriggerExecutionInput"),

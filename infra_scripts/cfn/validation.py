@@ -71,9 +71,10 @@ def _names(config: PipelineConfig) -> list[str]:
 
 def _numbers(config: PipelineConfig) -> list[str]:
     problems = []
-    if config.reserved_concurrency < 1:
-        problems.append("reserved_concurrency must be at least 1")
-    if not 0 <= config.provisioned_concurrency <= config.reserved_concurrency:
+    if config.reserved_concurrency < 0:
+        problems.append("reserved_concurrency must be at least 0 (0: none reserved)")
+    if config.provisioned_concurrency < 0 or (
+            config.reserved_concurrency and config.provisioned_concurrency > config.reserved_concurrency):
         problems.append("provisioned_concurrency must be between 0 and reserved_concurrency")
     if not 1 <= config.autoscaling_min <= config.autoscaling_max:
         problems.append("autoscaling_min must be at least 1 and at most autoscaling_max")

@@ -72,3 +72,32 @@ def test_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     assert common.setting("STEPML_TEST_MISSING", "fallback") == "fallback"
     with pytest.raises(RuntimeError, match="STEPML_TEST_MISSING"):
         common.setting("STEPML_TEST_MISSING")
+
+
+QUOTA_REFUSALS = [
+    ("ResourceLimitExceeded", "The account-level service limit 'ml.c5.xlarge for training job usage' "
+     "is 0 Instances, with current utilization of 0 Instances and a request delta of 1 Instances.",
+     "Raise 'ml.c5.xlarge for training job usage'"),
+    ("InvalidParameterValueException", "Specified ReservedConcurrentExecutions for function "
+     "decreases account's UnreservedConcurrentExecution below its minimum value of [10].",
+     "--quota-code L-B99A9384"),
+    ("VcpuLimitExceeded", "You have requested more vCPU capacity than your current vCPU limit of 0",
+     "--quota-code L-1216C47A"),
+]
+
+
+@pytest.mark.parametrize(("code", "message", "fix"), QUOTA_REFUSALS)
+def test_quota_refusals_become_quota_exceeded_naming_the_fix(code: str, message: str, fix: str) -> None:
+    from handlers.errors import QuotaExceeded
+
+    error = ClientError({"Error": {"Code": code, "Message": message},
+                         "ResponseMetadata": {"HTTPStatusCode": 400}}, "CreateTrainingJob")
+    with pytest.raises(QuotaExceeded) as raised:
+        raising(error)({}, FakeLambdaContext())
+    assert message in str(raised.value) and fix in str(raised.value)
+
+
+def test_other_invalid_parameters_are_not_quota_errors() -> None:
+    error = client_error("InvalidParameterValueException")
+    with pytest.raises(ClientError):
+        raising(error)({}, FakeLambdaContext())

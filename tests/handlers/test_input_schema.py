@@ -37,7 +37,7 @@ def test_the_readme_example_passes_and_its_table_is_the_schemas() -> None:
     ({"dataset": DATASET_URI, "training": {"instance_count": 1.5}},
      "training.instance_count must be integer"),
     ({"dataset": DATASET_URI, "tuning": {"max_jobs": 2, "ranges": {"lr": [0.1]}}}, "tuning.ranges.lr"),
-    ({"dataset": DATASET_URI, "predict": {"reserved_concurrency": 0}}, "predict.reserved_concurrency"),
+    ({"dataset": DATASET_URI, "predict": {"reserved_concurrency": -1}}, "predict.reserved_concurrency"),
     ({"dataset": DATASET_URI, "training": {"instance_type": "c5.xlarge"}}, "training.instance_type"),
     ({"dataset": DATASET_URI, "poll_seconds": -1}, "poll_seconds"),
     ({"dataset": {"uri": DATASET_URI}}, "dataset must be an s3:// prefix"),

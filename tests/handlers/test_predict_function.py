@@ -97,6 +97,16 @@ def test_no_provisioned_concurrency(serving: dict, provisioned: dict) -> None:
     assert lam().get_function_concurrency(FunctionName=PREDICT_FUNCTION)["ReservedConcurrentExecutions"] == 5
 
 
+
+def test_zero_reserved_means_no_reservation(serving: dict, provisioned: dict) -> None:
+    """A new account's limit of 10 leaves nothing to reserve: 0 removes any reservation (a
+    reservation of 0 would throttle every call)."""
+    call(configure_predict_function, {**serving, "predict": {"reserved_concurrency": 5,
+                                                              "provisioned_concurrency": 0}})
+    call(configure_predict_function, {**serving, "predict": {"reserved_concurrency": 0,
+                                                              "provisioned_concurrency": 0}})
+    assert "ReservedConcurrentExecutions" not in lam().get_function_concurrency(FunctionName=PREDICT_FUNCTION)
+
 # -- SmokeTest ---------------------------------------------------------------------------------
 
 ALIAS_ARN = f"arn:aws:lambda:{REGION}:123456789012:function:{PREDICT_FUNCTION}:live"

@@ -63,12 +63,13 @@ def test_lambda_backend_methods_the_limits_and_provisioned_extensions_wrap(metho
         f"LambdaBackend.{method}{found} moved: awslambda/limits.py or provisioned.py wraps it")
 
 
-def test_moto_checks_the_unreserved_minimum_from_its_quota_variable():
-    import moto.awslambda.models as models
+def test_put_function_concurrency_keeps_the_signature_limits_wraps():
+    from moto.awslambda.models import LambdaBackend
 
-    source = inspect.getsource(models.LambdaBackend.put_function_concurrency)
-    assert "MOTO_LAMBDA_CONCURRENCY_QUOTA" in source and "minimum value of [100]" in source, (
-        "moto's reserved-concurrency quota check moved: awslambda/limits.py switches it on")
+    found = list(inspect.signature(LambdaBackend.put_function_concurrency).parameters)
+    assert found == ["self", "function_name", "reserved_concurrency"], (
+        "LambdaBackend.put_function_concurrency moved: awslambda/limits.py checks the unreserved "
+        "minimum around it")
 
 
 def test_layer_versions_keep_their_zip_bytes():

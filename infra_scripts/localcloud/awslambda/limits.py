@@ -7,8 +7,9 @@ https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html):
   and UpdateFunctionConfiguration;
 - deployment package: 50 MB zipped for a direct upload, 250 MB unzipped with its layers, at most
   5 layers, at CreateFunction, UpdateFunctionCode and UpdateFunctionConfiguration;
-- account concurrency (option ``lambda.account_concurrency``, default 1000): reserving leaves at
-  least 100 unreserved (moto's own check, switched on with its quota variable), and
+- account concurrency (option ``lambda.account_concurrency``, default: the account profile's,
+  1000 or a new account's 10): reserving leaves at least 100 unreserved, or the whole limit when
+  it is below 100 (new accounts are refused with "… below its minimum value of [10]"), and
   GetAccountSettings reports the limits (moto lacks the API).
 The runtime (``runtime``) enforces the invoke-time limits.
 """
@@ -17,12 +18,13 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 from typing import Any
 
 from werkzeug.wrappers import Request, Response
 
 from infra_scripts.localcloud.awslambda import packages
+from infra_scripts.localcloud.core import accounts
+from infra_scripts.localcloud.core.accounts import UNRESERVED_MINIMUM
 from infra_scripts.localcloud.core.server import LocalCloud, json_response, match_path
 
 MAX_ENVIRONMENT_BYTES = 4 * 1024
@@ -30,7 +32,6 @@ MAX_ZIPPED_BYTES = 50 * 1024 * 1024  # 52428800
 MAX_UNZIPPED_BYTES = 250 * 1024 * 1024  # 262144000, code and layers together
 MAX_LAYERS = 5
 TOTAL_CODE_STORAGE = 75 * 1024 ** 3
-UNRESERVED_MINIMUM = 100
 RESERVED_KEYS = frozenset({
     "_HANDLER", "_X_AMZN_TRACE_ID", "AWS_DEFAULT_REGION", "AWS_REGION", "AWS_EXECUTION_ENV",
     "AWS_LAMBDA_FUNCTION_NAME", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "AWS_LAMBDA_FUNCTION_VERSION",
@@ -145,15 +146,31 @@ def _too_large_route(original: Any) -> Any:
     return guarded
 
 
+def _wrap_put_concurrency(original: Any, account_concurrency: int) -> Any:
+    """moto's own check keeps 100 unreserved whatever the limit; Lambda keeps min(100, limit)."""
+    minimum = min(UNRESERVED_MINIMUM, account_concurrency)
+
+    def put_function_concurrency(backend: Any, function_name: str, reserved_concurrency: str) -> Any:
+        others = sum(int(fn.reserved_concurrency or 0) for fn in backend.list_functions()
+                     if fn.function_name != function_name)
+        if account_concurrency - others - int(reserved_concurrency) < minimum:
+            raise _invalid("Specified ReservedConcurrentExecutions for function decreases "
+                           "account's UnreservedConcurrentExecution below its minimum value "
+                           f"of [{minimum}].")
+        return original(backend, function_name, reserved_concurrency)
+
+    return put_function_concurrency
+
+
 def install(cloud: LocalCloud) -> None:
     from moto.awslambda.models import LambdaBackend
     from moto.awslambda.responses import LambdaResponse
 
-    account_concurrency = int(cloud.settings.option("lambda", "account_concurrency", 1000))
-    previous = os.environ.get("MOTO_LAMBDA_CONCURRENCY_QUOTA")
-    os.environ["MOTO_LAMBDA_CONCURRENCY_QUOTA"] = str(account_concurrency)
-    cloud.on_stop(lambda: os.environ.pop("MOTO_LAMBDA_CONCURRENCY_QUOTA", None) if previous is None
-                  else os.environ.__setitem__("MOTO_LAMBDA_CONCURRENCY_QUOTA", previous))
+    profile = accounts.profile(str(cloud.settings.option("account", "profile", "default")))
+    account_concurrency = int(cloud.settings.option("lambda", "account_concurrency",
+                                                    profile.lambda_concurrency))
+    cloud.patch(LambdaBackend, "put_function_concurrency",
+                _wrap_put_concurrency(LambdaBackend.put_function_concurrency, account_concurrency))
     for name, wrap in (("create_function", _wrap_create),
                        ("update_function_configuration", _wrap_update_configuration),
                        ("update_function_code", _wrap_update_code)):

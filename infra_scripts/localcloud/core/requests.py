@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import re
 from dataclasses import dataclass
 
@@ -31,3 +32,10 @@ def request_region(request: Request, default: str) -> str:
     """The region a request was signed for; moto keeps one backend per region."""
     scope = credential_scope(request)
     return scope.region if scope else default
+
+
+def peek_body(request: Request) -> bytes:
+    """The body, read without taking it from moto: WSGI input is put back for the next reader."""
+    data = request.get_data(cache=True)
+    request.environ["wsgi.input"] = io.BytesIO(data)
+    return data

@@ -28,7 +28,6 @@ time), authorizes each request signed by an IAM principal:
 
 from __future__ import annotations
 
-import io
 import json
 import re
 from dataclasses import dataclass
@@ -38,7 +37,7 @@ from urllib.parse import parse_qs, unquote
 from werkzeug.wrappers import Request, Response
 
 from infra_scripts.localcloud.core.requests import CredentialScope as Signed
-from infra_scripts.localcloud.core.requests import credential_scope
+from infra_scripts.localcloud.core.requests import credential_scope, peek_body
 from infra_scripts.localcloud.core.server import LocalCloud, aws_error
 
 OPTIONS = "iam"
@@ -102,17 +101,10 @@ STATES_ARN_KEYS = ("executionArn", "stateMachineArn")
 
 def _json_body(request: Request) -> dict:
     try:
-        body = json.loads(_body(request) or b"{}")
+        body = json.loads(peek_body(request) or b"{}")
     except ValueError:
         return {}
     return body if isinstance(body, dict) else {}
-
-
-def _body(request: Request) -> bytes:
-    """The body, read without taking it from moto: WSGI input is put back for the next reader."""
-    data = request.get_data(cache=True)
-    request.environ["wsgi.input"] = io.BytesIO(data)
-    return data
 
 
 def sagemaker_call(request: Request, signed: Signed, account: str) -> Call | None:
@@ -193,7 +185,7 @@ def states_call(request: Request) -> Call | None:
 
 
 def sts_call(request: Request) -> Call | None:
-    form = parse_qs(_body(request).decode("utf-8", "replace"))
+    form = parse_qs(peek_body(request).decode("utf-8", "replace"))
     action = (request.args.get("Action") or form.get("Action", [""])[0])
     if action == "GetCallerIdentity":
         return Call("sts:GetCallerIdentity", "*")
