@@ -43,6 +43,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "infra_scripts.commands.training_cli",
     "infra_scripts.commands.workflow_cli",
     "infra_scripts.commands.infra_cli",
+    "infra_scripts.commands.preflight_cli",
 )
 
 console = Console()
@@ -73,30 +74,44 @@ def load_config(ctx: click.Context, **overrides: object):
 @click.option("--region", default=None, help="AWS region (with --aws).")
 @click.option("--dataset", "dataset_dir", type=click.Path(file_okay=False, exists=True), default=None,
               help="Local ImageFolder dataset (train/valid/test) instead of the generated sample.")
+@click.option("--skip-preflight", is_flag=True, help="With --aws: skip `stepml preflight`.")
 @click.pass_context
 def run(ctx: click.Context, backend: str | None, aws: bool, region: str | None,
-        dataset_dir: str | None) -> None:
+        dataset_dir: str | None, skip_preflight: bool) -> None:
     """Deploy the pipeline, upload a dataset, run one execution and follow it to the end."""
     from pathlib import Path
 
-    from infra_scripts.run import run_pipeline
+    from infra_scripts.commands.preflight_cli import run_preflight
+    from infra_scripts.run import PreflightFailed, run_pipeline
 
     config = load_config(ctx)
-    outcome = run_pipeline(config, backend or config.training_backend, console, aws=aws,
-                           dataset_dir=Path(dataset_dir) if dataset_dir else None, region=region)
+    try:
+        outcome = run_pipeline(config, backend or config.training_backend, console, aws=aws,
+                               dataset_dir=Path(dataset_dir) if dataset_dir else None, region=region,
+                               preflight=run_preflight if aws and not skip_preflight else None)
+    except PreflightFailed as error:
+        console.print(f"[red]error:[/] {error}")
+        sys.exit(1)
     sys.exit(0 if outcome.status == "SUCCEEDED" else 1)
 
 
 @main.command("local-cloud")
 @click.option("--port", type=int, default=4566, show_default=True)
-def local_cloud(port: int) -> None:
+@click.option("--account-profile", type=click.Choice(["default", "new"]), default=None,
+              help="Quotas of the emulated account: today's generous ones, or a new AWS account's "
+                   "(Lambda concurrency 10, SageMaker instance quotas 0). Default: config "
+                   "local_account_profile.")
+@click.pass_context
+def local_cloud(ctx: click.Context, port: int, account_profile: str | None) -> None:
     """Run the local cloud on 127.0.0.1 until interrupted."""
-    from infra_scripts.localcloud.core.server import LocalCloud
+    from infra_scripts.localcloud.core.server import LocalCloud, LocalCloudSettings
 
+    profile = account_profile or load_config(ctx).local_account_profile
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    with LocalCloud(port=port) as cloud:
-        console.print(f"local cloud listening on [bold]{cloud.url}[/]")
+    settings = LocalCloudSettings(options={"account": {"profile": profile}})
+    with LocalCloud(port=port, settings=settings) as cloud:
+        console.print(f"local cloud listening on [bold]{cloud.url}[/] (account profile {profile})")
         console.print(f"  export AWS_ENDPOINT_URL={cloud.url} AWS_ACCESS_KEY_ID=localcloud "
                       f"AWS_SECRET_ACCESS_KEY=localcloud AWS_DEFAULT_REGION={cloud.region}")
         try:

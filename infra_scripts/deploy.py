@@ -165,14 +165,19 @@ class Deployer:
                 "ec2_ami_parameter for this region") from error
 
     def inference_image(self) -> str:
+        return self.dlc_image("inference", self.config.endpoint_instance_type)
+
+    def dlc_image(self, scope: str, instance_type: str) -> str:
+        """The PyTorch Deep Learning Container for ``scope`` (training/inference) in the region,
+        from the SageMaker SDK's image table (no call)."""
         from sagemaker import image_uris
 
         try:
             return image_uris.retrieve("pytorch", self.config.region, version=PYTORCH_VERSION,
-                                       py_version=PYTHON_VERSION, image_scope="inference",
-                                       instance_type=self.config.endpoint_instance_type)
+                                       py_version=PYTHON_VERSION, image_scope=scope,
+                                       instance_type=instance_type)
         except ValueError as error:
-            raise DeployError(f"no PyTorch {PYTORCH_VERSION} inference image for region "
+            raise DeployError(f"no PyTorch {PYTORCH_VERSION} {scope} image for region "
                               f"{self.config.region}: {error}") from error
 
     # -- code bundles -------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import tempfile
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +46,10 @@ def make_sample_dataset(target: Path) -> Path:
     return target
 
 
+class PreflightFailed(Exception):
+    pass
+
+
 def execution_input(dataset_uri: str, backend: str, local: bool) -> dict[str, Any]:
     # The sample's synthetic shapes need no pretrained backbone (and local jobs have no network).
     document: dict[str, Any] = {"dataset": dataset_uri, "training": {"backend": backend, "weights": "none"}}
@@ -66,15 +71,18 @@ def start_execution(sfn: Any, state_machine_arn: str, document: dict, name: str 
 
 def run_pipeline(config: PipelineConfig, backend: str, console: Console, aws: bool = False,
                  dataset_dir: Path | None = None, cloud_options: dict | None = None,
-                 region: str | None = None) -> RunOutcome:
-    """``region``: with ``aws``, overrides standard AWS region resolution."""
+                 region: str | None = None,
+                 preflight: Callable[[Deployer], bool] | None = None) -> RunOutcome:
+    """``region``: with ``aws``, overrides standard AWS region resolution. ``preflight``: run
+    before anything is created; False stops the run (PreflightFailed)."""
     started = time.monotonic()
     with ExitStack() as stack:
         endpoint_url = None
         if not aws:
             from infra_scripts.localcloud.core.server import LocalCloud, LocalCloudSettings
 
-            settings = LocalCloudSettings(region=config.region, options=cloud_options or {})
+            options = {"account": {"profile": config.local_account_profile}, **(cloud_options or {})}
+            settings = LocalCloudSettings(region=config.region, options=options)
             cloud = stack.enter_context(LocalCloud(settings=settings))
             endpoint_url = cloud.url
             console.print(f"local cloud on [bold]{cloud.url}[/]")
@@ -83,6 +91,9 @@ def run_pipeline(config: PipelineConfig, backend: str, console: Console, aws: bo
         # marker, or the trigger would start a second execution beside the one started below.
         deployer = (Deployer.for_local_cloud(config, endpoint_url) if endpoint_url
                     else Deployer.for_aws(config, region=region, upload_trigger=True))
+        if preflight is not None and not preflight(deployer):
+            raise PreflightFailed("preflight failed: nothing was created (fix the above, or "
+                                  "--skip-preflight)")
         with console.status("deploying the stack"):
             deployed = deployer.deploy()
         console.print(f"deployed {len(deployed.functions)} functions and {deployed.state_machine_arn}")

@@ -66,14 +66,19 @@ def _where(deployer: Any) -> str:
 @_target_options
 @click.option("--upload-trigger/--no-upload-trigger", default=True, show_default=True,
               help="Whether uploading a dataset's completion marker starts the pipeline.")
+@click.option("--skip-preflight", is_flag=True, help="Deploy without running `stepml preflight` first.")
 @click.pass_context
 def deploy(ctx: click.Context, local: bool, endpoint_url: str | None, region: str | None,
-           profile: str | None, upload_trigger: bool) -> None:
-    """Create or update the stack by CloudFormation change set; print its outputs."""
+           profile: str | None, upload_trigger: bool, skip_preflight: bool) -> None:
+    """Run preflight, then create or update the stack by CloudFormation change set; print its
+    outputs."""
     from infra_scripts.cfn.validation import DeployError
+    from infra_scripts.commands.preflight_cli import run_preflight
 
     try:
         deployer = make_deployer(ctx, local, endpoint_url, region, profile, upload_trigger)
+        if not skip_preflight and not run_preflight(deployer):
+            _fail("preflight failed: nothing was created (fix the above, or --skip-preflight)")
         console.print(f"deploying stack [bold]{deployer.stack_name}[/] to {_where(deployer)}")
         result = deployer.deploy()
     except DeployError as error:
