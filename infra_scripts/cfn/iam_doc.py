@@ -94,6 +94,9 @@ def _waivers() -> str:
         rows.append(f"| `{waiver.role}` | {waiver.issue} | {actions} | {waiver.reason} |")
     return "\n".join(rows)
 
+README = IAM_MD.parents[2] / "README.md"
+README_SECTION = "## Least privilege (IAM)"
+
 
 def render() -> str:
     sections = [INTRO, _summary_table(), ""]
@@ -102,9 +105,17 @@ def render() -> str:
     return "\n".join(sections)
 
 
+def readme_with_section(readme: str) -> str:
+    """The README with its "Least privilege (IAM)" section replaced by ``render()``."""
+    start = readme.index(README_SECTION)
+    end = readme.index("\n## ", start + len(README_SECTION))
+    return readme[:start] + render().rstrip("\n") + "\n" + readme[end:]
+
+
 def main() -> None:
     IAM_MD.write_text(render())
-    print(f"wrote {IAM_MD}")
+    README.write_text(readme_with_section(README.read_text(encoding="utf-8")), encoding="utf-8")
+    print(f"wrote {IAM_MD} and its section of {README}")
 
 
 if __name__ == "__main__":

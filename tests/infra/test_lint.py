@@ -152,3 +152,6 @@ def test_iam_section_matches_the_policies() -> None:
 
     assert iam_doc.IAM_MD.read_text() == iam_doc.render(), \
         "regenerate with: python -m infra_scripts.cfn.iam_doc"
+    readme = iam_doc.README.read_text(encoding="utf-8")
+    assert iam_doc.readme_with_section(readme) == readme, \
+        "the README's IAM section is stale; regenerate with: python -m infra_scripts.cfn.iam_doc"
