@@ -347,11 +347,12 @@ def console_command(clients: Any, port: int, open_browser: bool) -> None:
 
     server = ConsoleServer(clients, port=port)
     where = clients.endpoint_url or f"AWS ({clients.region})"
-    console.print(f"stepml console on [bold]{server.url}[/] reading {where}; Ctrl-C to stop")
+    console.print(f"stepml console reading {where}; Ctrl-C to stop. Open (this start's token):")
+    click.echo(f"    {server.url_with_token}")  # unwrapped, so it can be copied whole
     if open_browser:
         import webbrowser
 
-        webbrowser.open(server.url)
+        webbrowser.open(server.url_with_token)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

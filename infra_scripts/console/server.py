@@ -8,11 +8,20 @@ so the same console works against AWS and the local cloud.
 JSON API (errors are ``{"error": CODE, "message": TEXT}`` with a 4xx, never a stack trace):
 ``GET /api/state-machines``, ``GET /api/executions?stateMachineArn=``,
 ``GET /api/execution?arn=``, ``POST /api/redrive`` with ``{"executionArn": ...}``.
+
+Only its own page may use it, as Jupyter guards its server: a token made at each start is in
+the URL printed (``/?token=…``) and must come back as the ``X-Stepml-Token`` header on every API
+call; the Host must be this server's (no DNS rebinding); a request with another Origin is
+refused; a POST must be ``application/json`` (no form can send that without a CORS preflight,
+and no CORS is answered). With the user's AWS credentials behind it, a redrive from another
+page would otherwise act on real executions.
 """
 
 from __future__ import annotations
 
+import hmac
 import json
+import secrets
 import threading
 import traceback
 from datetime import date, datetime
@@ -132,9 +141,30 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         pass  # quiet: the console is interactive
 
+    token: str  # set on the subclass the server builds
+    hosts: frozenset[str] = frozenset()
+
+    def _refusal(self, page: bool = False) -> ApiError | None:
+        """Why this request is not from the console's own page, or None."""
+        host = self.headers.get("Host", "")
+        if host not in self.hosts:
+            return ApiError(403, "ForbiddenHost", f"Host {host!r} is not this console's")
+        origin = self.headers.get("Origin")
+        if origin is not None and origin.removeprefix("http://") not in self.hosts:
+            return ApiError(403, "ForbiddenOrigin", f"requests from {origin} are refused")
+        query = {k: v[0] for k, v in parse_qs(urlparse(self.path).query).items()}
+        given = query.get("token", "") if page else self.headers.get("X-Stepml-Token", "")
+        if not hmac.compare_digest(given.encode(), self.token.encode()):
+            return ApiError(403, "InvalidToken", "open the URL `stepml console` printed (it "
+                            "carries this start's token)")
+        return None
+
     def do_GET(self) -> None:  # noqa: N802 - stdlib naming
         url = urlparse(self.path)
         query = {k: v[0] for k, v in parse_qs(url.query).items()}
+        refused = self._refusal(page=url.path in ("/", "/index.html"))
+        if refused is not None:
+            return self._answer(lambda: _raise(refused))
         if url.path in ("/", "/index.html"):
             return self._static("index.html", "text/html; charset=utf-8")
         routes = {"/api/state-machines": lambda: self.api.state_machines(),
@@ -143,6 +173,11 @@ class _Handler(BaseHTTPRequestHandler):
         self._answer(routes.get(url.path))
 
     def do_POST(self) -> None:  # noqa: N802 - stdlib naming
+        refused = self._refusal()
+        if refused is None and self.headers.get_content_type() != "application/json":
+            refused = ApiError(415, "UnsupportedMediaType", "POST bodies must be application/json")
+        if refused is not None:
+            return self._answer(lambda: _raise(refused))
         if urlparse(self.path).path != "/api/redrive":
             return self._answer(None)
         self._answer(lambda: self.api.redrive(self._body()))
@@ -190,12 +225,19 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
 
+def _raise(error: ApiError) -> Any:
+    raise error
+
+
 class ConsoleServer:
-    """The console on 127.0.0.1; ``port=0`` picks a free port."""
+    """The console on 127.0.0.1; ``port=0`` picks a free port. ``url_with_token`` is what to open."""
 
     def __init__(self, clients: ex.Clients, port: int = 0, host: str = "127.0.0.1") -> None:
-        handler = type("ConsoleHandler", (_Handler,), {"api": ConsoleApi(clients)})
+        self.token = secrets.token_urlsafe(24)  # per start: a page of another origin cannot know it
+        handler = type("ConsoleHandler", (_Handler,), {"api": ConsoleApi(clients), "token": self.token})
         self.httpd = ThreadingHTTPServer((host, port), handler)
+        bound = self.httpd.server_address[1]
+        handler.hosts = frozenset({f"{host}:{bound}", f"localhost:{bound}"})
         self.httpd.daemon_threads = True
         self._thread: threading.Thread | None = None
 
@@ -203,6 +245,10 @@ class ConsoleServer:
     def url(self) -> str:
         host, port = self.httpd.server_address[:2]
         return f"http://{host}:{port}"
+
+    @property
+    def url_with_token(self) -> str:
+        return f"{self.url}/?token={self.token}"
 
     def start(self) -> ConsoleServer:
         self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True,

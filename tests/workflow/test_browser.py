@@ -63,7 +63,7 @@ def test_console_shows_colours_and_redrives_a_failed_execution(cloud, step_arn, 
     server = ConsoleServer(Clients(cloud.region, cloud.url)).start()
     page = browser.new_page(viewport={"width": 1400, "height": 900})
     try:
-        page.goto(server.url + "/")
+        page.goto(server.url_with_token)
         page.click(f'#state-machines li[data-arn="{machine}"]')
         page.click(f'#executions tr[data-arn="{arn}"]')
         page.wait_for_function("document.getElementById('execution-status').textContent === 'FAILED'")
@@ -89,3 +89,95 @@ def test_console_shows_colours_and_redrives_a_failed_execution(cloud, step_arn, 
         page.close()
         server.stop()
     assert calls(calls_dir, "browser-run") == ["Prepare", "Train", "Deploy", "Deploy"]
+
+
+ATTACK_PAGE = """<!doctype html><html><body>
+<iframe name="sink" style="display:none"></iframe>
+<form id="cloud-form" target="sink" method="POST" action="{cloud}/">
+  <input name="Action" value="RunInstances"><input name="Version" value="2016-11-15">
+  <input name="ImageId" value="ami-12c6146b"><input name="MinCount" value="1">
+  <input name="MaxCount" value="1"><input name="UserData" value="{user_data}">
+</form>
+<form id="console-form" target="sink" method="POST" enctype="text/plain" action="{console}/api/redrive">
+  <input name='{{"executionArn": "{execution}", "x": "' value='"}}'>
+</form>
+<script>
+window.results = [];
+const note = (what) => (r) => window.results.push(what + ": " + (r && r.type ? r.type : r));
+const attempts = [
+  fetch("{cloud}/", {{method: "POST", mode: "no-cors",
+    headers: {{"Content-Type": "application/x-www-form-urlencoded"}},
+    body: "Action=RunInstances&Version=2016-11-15&ImageId=ami-12c6146b&MinCount=1&MaxCount=1" +
+      "&UserData={user_data_query}"}})
+    .then(note("run-instances"), note("run-instances failed")),
+  fetch("{cloud}/2015-03-31/functions", {{method: "POST", mode: "no-cors",
+    headers: {{"Content-Type": "text/plain"}},
+    body: JSON.stringify({{FunctionName: "evil", Runtime: "python3.11", Handler: "app.handler",
+      Role: "arn:aws:iam::123456789012:role/x", Code: {{ZipFile: "UEsFBgAAAAAAAAAAAAAAAAAAAAAAAA=="}}}})}})
+    .then(() => fetch("{cloud}/2015-03-31/functions/evil/invocations", {{method: "POST", mode: "no-cors"}}))
+    .then(note("lambda"), note("lambda failed")),
+  fetch("{cloud}/", {{method: "POST", headers: {{"X-Amz-Target": "AWSStepFunctions.StartExecution",
+    "Content-Type": "application/x-amz-json-1.0"}}, body: JSON.stringify({{stateMachineArn: "{machine}"}})}})
+    .then(note("start-execution"), note("start-execution failed")),
+  fetch("{console}/api/redrive", {{method: "POST", mode: "no-cors", headers: {{"Content-Type": "text/plain"}},
+    body: JSON.stringify({{executionArn: "{execution}"}})}})
+    .then(note("console redrive"), note("console redrive failed")),
+];
+Promise.allSettled(attempts).then(() => {{
+  document.getElementById("cloud-form").submit();
+  setTimeout(() => {{ document.getElementById("console-form").submit();
+    setTimeout(() => {{ window.done = true; }}, 1500); }}, 1500);
+}});
+</script></body></html>"""
+
+
+def test_a_page_of_another_origin_can_change_nothing(cloud, step_arn, browser, tmp_path):
+    """Issue 12: form POSTs and fetches from another origin against the local cloud (RunInstances
+    with runnable user data, CreateFunction then Invoke, StartExecution) and the console's
+    redrive are all refused; nothing is created or run."""
+    import base64
+    import http.server
+    import threading
+    import urllib.parse
+
+    machine = create_machine(cloud, "wf-cross-origin", chain_definition(step_arn))
+    arn = start(cloud, machine, "cross-origin-run", {"fail_once": ["Deploy"]})
+    assert wait_status(cloud, arn)["status"] == "FAILED"
+    marker = tmp_path / "ran"
+    user_data = base64.b64encode(f"#!/bin/bash\n# localcloud: runnable\ntouch {marker}\n".encode()).decode()
+    console = ConsoleServer(Clients(cloud.region, cloud.url)).start()
+    page_html = ATTACK_PAGE.format(cloud=cloud.url, console=console.url, user_data=user_data,
+                                   user_data_query=urllib.parse.quote(user_data, safe=""),
+                                   execution=arn, machine=machine).encode()
+
+    class AttackPage(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - stdlib naming
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.end_headers()
+            self.wfile.write(page_html)
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    attacker = http.server.ThreadingHTTPServer(("127.0.0.1", 0), AttackPage)
+    threading.Thread(target=attacker.serve_forever, daemon=True).start()
+    page = browser.new_page()
+    try:
+        page.goto(f"http://127.0.0.1:{attacker.server_address[1]}/")
+        page.wait_for_function("window.done === true", timeout=20_000)
+        results = page.evaluate("window.results")
+    finally:
+        page.close()
+        attacker.shutdown()
+        console.stop()
+    assert "start-execution failed: TypeError: Failed to fetch" in results  # no CORS answered
+    assert cloud.boto3_client("ec2").describe_instances()["Reservations"] == []
+    assert not marker.exists()
+    functions = cloud.boto3_client("lambda").list_functions()["Functions"]
+    assert "evil" not in [f["FunctionName"] for f in functions]
+    sfn = cloud.boto3_client("stepfunctions")
+    listed = sfn.list_executions(stateMachineArn=machine)["executions"]
+    assert [e["name"] for e in listed] == ["cross-origin-run"]
+    described = sfn.describe_execution(executionArn=arn)
+    assert described["status"] == "FAILED" and not described.get("redriveCount")

@@ -27,9 +27,12 @@ def machine(cloud, step_arn) -> str:
     return create_machine(cloud, "wf-console", chain_definition(step_arn))
 
 
-def call(console, path: str, body: bytes | None = None) -> tuple[int, dict]:
+def call(console, path: str, body: bytes | None = None, **headers: str) -> tuple[int, dict]:
+    """The console's own page's call: its token header, JSON bodies (``headers`` override)."""
     method = "POST" if body is not None else "GET"
-    request = urllib.request.Request(console.url + path, data=body, method=method)
+    sent = {"X-Stepml-Token": console.token, "Content-Type": "application/json", **headers}
+    request = urllib.request.Request(console.url + path, data=body, method=method,
+                                     headers={k: v for k, v in sent.items() if v is not None})
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
             return response.status, json.loads(response.read())
@@ -86,6 +89,31 @@ def test_bad_requests_get_4xx_json(console, path, body, status, code):
 
 
 def test_the_page_is_served(console):
-    with urllib.request.urlopen(console.url + "/", timeout=10) as response:
+    with urllib.request.urlopen(console.url_with_token, timeout=10) as response:
         page = response.read().decode()
     assert response.headers["Content-Type"].startswith("text/html") and 'id="redrive-button"' in page
+    assert "Access-Control-Allow-Origin" not in response.headers
+
+
+def test_only_its_own_page_may_call_it(cloud, console, machine):
+    """Issue 12: a token per start, its Host only, no other Origin, JSON POSTs only."""
+    arn = start(cloud, machine, "console-guarded", {"fail_once": ["Deploy"]})
+    assert wait_status(cloud, arn)["status"] == "FAILED"
+    redrive = json.dumps({"executionArn": arn}).encode()
+    host = console.url.removeprefix("http://")
+    refusals = [
+        (call(console, "/api/state-machines", **{"X-Stepml-Token": None}), 403, "InvalidToken"),
+        (call(console, "/api/redrive", redrive, **{"X-Stepml-Token": "guess"}), 403, "InvalidToken"),
+        (call(console, "/api/redrive", redrive, Host=f"rebound.example:{host.split(':')[1]}"), 403,
+         "ForbiddenHost"),
+        (call(console, "/api/redrive", redrive, Origin="http://evil.example"), 403, "ForbiddenOrigin"),
+        (call(console, "/api/redrive", redrive, **{"Content-Type": "text/plain"}), 415,
+         "UnsupportedMediaType"),
+    ]
+    for (status, payload), expected, code in refusals:
+        assert (status, payload["error"]) == (expected, code), payload
+    with pytest.raises(urllib.error.HTTPError) as page:
+        urllib.request.urlopen(console.url + "/", timeout=10)
+    assert page.value.code == 403
+    described = cloud.boto3_client("stepfunctions").describe_execution(executionArn=arn)
+    assert described["status"] == "FAILED" and not described.get("redriveCount")

@@ -101,15 +101,35 @@ def aws_error(status: int, code: str, message: str, protocol: str = "json") -> R
     return json_response(status, body, {"x-amzn-ErrorType": code})
 
 
+# Headers only browsers send (Fetch metadata, https://www.w3.org/TR/fetch-metadata/, and the
+# Origin of cross-origin and POST requests); the SDKs, the CLI and moto's interpreter never do.
+BROWSER_HEADERS = ("Origin", "Sec-Fetch-Site", "Sec-Fetch-Mode", "Sec-Fetch-Dest")
+
+
 class _Dispatcher:
-    """WSGI app: extension routes first, moto for everything else."""
+    """WSGI app: refuse what no AWS client sends, then extension routes, moto for the rest."""
 
     def __init__(self, moto_app: Any) -> None:
         self.moto_app = moto_app
         self.routes: list[tuple[RouteMatcher, RouteHandler]] = []
+        self.hosts: frozenset[str] = frozenset()  # set at start: this server's host:port names
+
+    def refusal(self, request: Request) -> Response | None:
+        """A browser page (any origin) or a request for another Host (DNS rebinding: a page on
+        a name that resolves to 127.0.0.1) is refused before anything runs."""
+        if any(name in request.headers for name in BROWSER_HEADERS):
+            return aws_error(403, "AccessDenied", "The local cloud refuses requests from web "
+                             "browsers: use an AWS SDK or the AWS CLI.")
+        if self.hosts and request.host not in self.hosts:
+            return aws_error(403, "AccessDenied", f"Host {request.host!r} is not this local "
+                             f"cloud's ({', '.join(sorted(self.hosts))}).")
+        return None
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         request = Request(environ)
+        refused = self.refusal(request)
+        if refused is not None:
+            return _with_request_id(refused)(environ, start_response)
         for matcher, handler in self.routes:
             if matcher(request):
                 return _with_request_id(handler(request))(environ, start_response)
@@ -121,6 +141,14 @@ def _with_request_id(response: Response) -> Response:
     if "x-amzn-RequestId" not in response.headers:
         response.headers["x-amzn-RequestId"] = str(uuid.uuid4())
     return response
+
+
+def _disable_moto_cors() -> None:
+    """moto's server answers every origin with permissive CORS (flask-cors) unless told not to;
+    the local cloud answers none (browsers are refused above)."""
+    from moto.moto_server import werkzeug_app
+
+    werkzeug_app.DISABLE_GLOBAL_CORS = True
 
 
 class LocalCloud:
@@ -169,6 +197,8 @@ class LocalCloud:
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
         self._keep_interpreter_log()
         self._server = make_server(self.host, self.requested_port, self._dispatcher, threaded=True)
+        self._dispatcher.hosts = frozenset({f"{self.host}:{self.port}", f"localhost:{self.port}"})
+        _disable_moto_cors()
         # moto's Step Functions interpreter calls Lambda & co. on localhost:$MOTO_PORT.
         os.environ["MOTO_PORT"] = str(self.port)
         self._enable_state_machine_execution()
