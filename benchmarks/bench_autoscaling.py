@@ -65,12 +65,8 @@ class Load:
     """A steady request rate against the endpoint from one thread; counts failures."""
 
     def __init__(self, cloud: LocalCloud, rate: float) -> None:
-        import boto3
-
-        self.client = boto3.client(
-            "sagemaker-runtime", endpoint_url=cloud.url, region_name=cloud.region,
-            aws_access_key_id="localcloud", aws_secret_access_key="localcloud",
-            config=Config(retries={"total_max_attempts": 1}))
+        self.client = cloud.boto3_client("sagemaker-runtime",
+                                         config=Config(retries={"total_max_attempts": 1}))
         self.interval = 1.0 / rate
         self.body = json.loads(event())  # {"image": base64}, what the predict Lambda sends
         self.latencies_ms: list[float] = []

@@ -33,7 +33,7 @@ from botocore.exceptions import ClientError
 
 from benchmarks.artifacts import serving_artifact
 from benchmarks.machine import percentile, write_report
-from infra_scripts.localcloud.core.server import LOCAL_CREDENTIALS, LocalCloud, LocalCloudSettings
+from infra_scripts.localcloud.core.server import LocalCloud, LocalCloudSettings
 from infra_scripts.packaging import handler_dependencies_layer, serving_environment
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -145,8 +145,8 @@ class Level:
 def lambda_client(cloud: dict[str, Any]) -> Any:
     return boto3.client(
         "lambda", endpoint_url=cloud["url"], region_name=cloud["region"],
-        aws_access_key_id=LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        aws_access_key_id=cloud["credentials"]["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=cloud["credentials"]["AWS_SECRET_ACCESS_KEY"],
         config=Config(max_pool_connections=4, retries={"total_max_attempts": 1},
                       read_timeout=120, connect_timeout=10))
 
@@ -252,7 +252,8 @@ def serve_cloud(connection: Connection) -> None:
     with LocalCloud(settings=settings) as cloud:
         inservice_s = deploy_endpoint(cloud, ENDPOINT)
         deploy_function(cloud)
-        connection.send({"url": cloud.url, "region": cloud.region, "inservice_s": inservice_s})
+        connection.send({"url": cloud.url, "region": cloud.region, "inservice_s": inservice_s,
+                         "credentials": cloud.credentials})
         connection.recv()  # the clients are done
         connection.send(asdict(cloud.extensions["awslambda.runtime"].stats[FUNCTION]))
 

@@ -42,7 +42,7 @@ from benchmarks.bench_predict_load import (
     deploy_function,
 )
 from benchmarks.machine import write_report
-from infra_scripts.localcloud.core.server import LOCAL_CREDENTIALS, LocalCloud, LocalCloudSettings
+from infra_scripts.localcloud.core.server import LocalCloud, LocalCloudSettings
 
 ARCH, IMAGE_SIZE = "resnet18", 64
 EXTRA_ENDPOINTS = 3
@@ -65,15 +65,16 @@ def serve_cloud(connection: Connection, workers: int | None) -> None:
         functions = cloud.boto3_client("lambda")
         version = functions.publish_version(FunctionName=FUNCTION)["Version"]
         functions.create_alias(FunctionName=FUNCTION, Name="live", FunctionVersion=version)
-        connection.send({"url": cloud.url, "region": cloud.region, "inservice_s": inservice})
+        connection.send({"url": cloud.url, "region": cloud.region, "inservice_s": inservice,
+                         "credentials": cloud.credentials})
         connection.recv()
 
 
 def client(cloud: dict[str, Any], service: str) -> Any:
     return boto3.client(service, endpoint_url=cloud["url"], region_name=cloud["region"],
                         config=Config(retries={"max_attempts": 1}, read_timeout=120),
-                        aws_access_key_id=LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
-                        aws_secret_access_key=LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"])
+                        aws_access_key_id=cloud["credentials"]["AWS_ACCESS_KEY_ID"],
+                        aws_secret_access_key=cloud["credentials"]["AWS_SECRET_ACCESS_KEY"])
 
 
 def calls(cloud: dict[str, Any], jpeg: bytes, model_dir: Path) -> dict[str, Any]:

@@ -2,8 +2,8 @@
 
 Region: the explicit one (``--region``), else boto3's standard resolution
 (AWS_DEFAULT_REGION, the profile's region), else the pipeline config's region. Against a local
-endpoint with no credentials configured, the local cloud's fixed ones (botocore refuses to sign
-without some). The endpoint is only what the caller passes (the CLI reads $AWS_ENDPOINT_URL
+endpoint: the local cloud's own keys (made at each start) when this process started it or when
+no others are configured. The endpoint is only what the caller passes (the CLI reads $AWS_ENDPOINT_URL
 for its --endpoint-url). Clients are built once per service.
 """
 
@@ -17,11 +17,25 @@ from botocore.config import Config
 DEFAULT_REGION = "us-east-1"  # the pipeline config's default region too (statemachine/config.py)
 
 
-def local_credentials() -> dict[str, str]:
-    from infra_scripts.localcloud.core.server import LOCAL_CREDENTIALS
+class NoLocalCredentials(ValueError):
+    pass
 
-    return {"aws_access_key_id": LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
-            "aws_secret_access_key": LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"]}
+
+def local_credentials(endpoint_url: str) -> dict[str, str]:
+    """The keys of the local cloud at ``endpoint_url``: a cloud this process started, else the
+    environment's (the lines `stepml local-cloud` printed, exported)."""
+    import os
+
+    from infra_scripts.localcloud.core.server import credentials_for
+
+    found = credentials_for(endpoint_url) or {
+        name: os.environ[name] for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+        if os.environ.get(name)}
+    if len(found) < 2:
+        raise NoLocalCredentials(f"no credentials for the local cloud at {endpoint_url}: export "
+                                 "the lines `stepml local-cloud` printed (or source its --env-file)")
+    return {"aws_access_key_id": found["AWS_ACCESS_KEY_ID"],
+            "aws_secret_access_key": found["AWS_SECRET_ACCESS_KEY"]}
 
 
 def resolve_session(region: str | None = None, profile: str | None = None,
@@ -29,8 +43,11 @@ def resolve_session(region: str | None = None, profile: str | None = None,
                     force_local_credentials: bool = False) -> boto3.Session:
     base = boto3.Session(profile_name=profile)
     region = region or base.region_name or fallback_region
-    if endpoint_url and (force_local_credentials or base.get_credentials() is None):
-        return boto3.Session(region_name=region, **local_credentials())
+    if endpoint_url:
+        from infra_scripts.localcloud.core.server import credentials_for
+
+        if force_local_credentials or credentials_for(endpoint_url) or base.get_credentials() is None:
+            return boto3.Session(region_name=region, **local_credentials(endpoint_url))
     return boto3.Session(profile_name=profile, region_name=region)
 
 

@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 import threading
+from pathlib import Path
 
 import click
 from rich.console import Console
@@ -101,9 +102,13 @@ def run(ctx: click.Context, backend: str | None, aws: bool, region: str | None,
               help="Quotas of the emulated account: today's generous ones, or a new AWS account's "
                    "(Lambda concurrency 10, SageMaker instance quotas 0). Default: config "
                    "local_account_profile.")
+@click.option("--env-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the export lines to this file (mode 600) instead of printing them.")
 @click.pass_context
-def local_cloud(ctx: click.Context, port: int, account_profile: str | None) -> None:
-    """Run the local cloud on 127.0.0.1 until interrupted."""
+def local_cloud(ctx: click.Context, port: int, account_profile: str | None,
+                env_file: Path | None) -> None:
+    """Run the local cloud on 127.0.0.1 until interrupted. Its credentials are made at each
+    start and printed as shell lines to paste or `eval` (or written to --env-file)."""
     from infra_scripts.localcloud.core.server import LocalCloud, LocalCloudSettings
 
     profile = account_profile or load_config(ctx).local_account_profile
@@ -111,9 +116,16 @@ def local_cloud(ctx: click.Context, port: int, account_profile: str | None) -> N
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     settings = LocalCloudSettings(options={"account": {"profile": profile}})
     with LocalCloud(port=port, settings=settings) as cloud:
-        console.print(f"local cloud listening on [bold]{cloud.url}[/] (account profile {profile})")
-        console.print(f"  export AWS_ENDPOINT_URL={cloud.url} AWS_ACCESS_KEY_ID=localcloud "
-                      f"AWS_SECRET_ACCESS_KEY=localcloud AWS_DEFAULT_REGION={cloud.region}")
+        exports = export_lines(cloud)
+        if env_file is not None:
+            env_file.touch(mode=0o600)
+            env_file.chmod(0o600)
+            env_file.write_text(exports)
+            console.print(f"local cloud on [bold]{cloud.url}[/] (account profile {profile}); "
+                          f"its credentials: `source {env_file}`", soft_wrap=True)
+        else:
+            print(f"# local cloud on {cloud.url} (account profile {profile}); paste or eval:")
+            print(exports, end="", flush=True)  # plain lines: no terminal wrapping of the secret
         try:
             stop.wait()
         except KeyboardInterrupt:
@@ -131,6 +143,15 @@ def definition(ctx: click.Context, write: bool) -> None:
         console.print(f"wrote {write_snapshot()}")
         return
     click.echo(definition_json(load_config(ctx)), nl=False)
+
+
+def export_lines(cloud: object) -> str:
+    """One ``export NAME=value`` line per variable, values shell-quoted."""
+    import shlex
+
+    values = {"AWS_ENDPOINT_URL": cloud.url, **cloud.credentials,  # type: ignore[attr-defined]
+              "AWS_DEFAULT_REGION": cloud.region}  # type: ignore[attr-defined]
+    return "".join(f"export {name}={shlex.quote(value)}\n" for name, value in values.items())
 
 
 def _register_command_modules() -> None:

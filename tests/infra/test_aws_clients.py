@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from infra_scripts import executions
-from infra_scripts.aws_clients import AwsClients, local_credentials
+from infra_scripts.aws_clients import AwsClients, NoLocalCredentials, local_credentials
 from infra_scripts.deploy import Deployer
 from statemachine.config import PipelineConfig
 
@@ -39,19 +39,29 @@ def test_deployer_and_executions_agree_on_the_region(bare_shell: pytest.MonkeyPa
     assert Deployer.for_aws(config).config.region == executions.Clients().region == "eu-central-1"
 
 
-def test_local_endpoint_signs_with_local_credentials_only_when_none_are_set(
-        bare_shell: pytest.MonkeyPatch) -> None:
-    local = local_credentials()["aws_access_key_id"]
-    assert AwsClients(endpoint_url=LOCAL).session.get_credentials().access_key == local
-    assert AwsClients().session.get_credentials() is None  # AWS: never the local cloud's keys
-    bare_shell.setenv("AWS_ACCESS_KEY_ID", "AKIAUSERS")
+def test_a_local_endpoint_signs_with_that_clouds_keys(bare_shell: pytest.MonkeyPatch) -> None:
+    """Keys are made at each start (issue 12): a cloud this process started gives its own; for
+    another one the exported lines `stepml local-cloud` printed; none is an error, not a guess."""
+    from infra_scripts.localcloud.core.server import LocalCloud
+
+    with pytest.raises(NoLocalCredentials, match="export the lines"):
+        AwsClients(endpoint_url=LOCAL)
+    assert AwsClients().session.get_credentials() is None  # AWS: never a local cloud's keys
+    bare_shell.setenv("AWS_ACCESS_KEY_ID", "LKIAEXPORTED")
     bare_shell.setenv("AWS_SECRET_ACCESS_KEY", "secret")
-    assert AwsClients(endpoint_url=LOCAL).session.get_credentials().access_key == "AKIAUSERS"
-    forced = AwsClients.for_local_cloud(LOCAL, "us-east-1")
-    assert forced.session.get_credentials().access_key == local
+    assert AwsClients(endpoint_url=LOCAL).session.get_credentials().access_key == "LKIAEXPORTED"
+    with LocalCloud(extensions=[]) as cloud:
+        own = cloud.credentials["AWS_ACCESS_KEY_ID"]
+        assert own.startswith("LKIA") and own != LocalCloud(extensions=[]).credentials["AWS_ACCESS_KEY_ID"]
+        assert AwsClients(endpoint_url=cloud.url).session.get_credentials().access_key == own
+        assert local_credentials(cloud.url.replace("127.0.0.1", "localhost"))["aws_access_key_id"] == own
+        forced = AwsClients.for_local_cloud(cloud.url, "us-east-1")
+        assert forced.client("sts").get_caller_identity()["Account"] == cloud.account_id
 
 
 def test_clients_are_built_once_and_point_at_the_endpoint(bare_shell: pytest.MonkeyPatch) -> None:
+    bare_shell.setenv("AWS_ACCESS_KEY_ID", "LKIAEXPORTED")
+    bare_shell.setenv("AWS_SECRET_ACCESS_KEY", "secret")
     clients = AwsClients("us-east-1", LOCAL)
     assert clients.client("s3") is clients.client("s3")
     assert clients.client("s3").meta.endpoint_url == LOCAL

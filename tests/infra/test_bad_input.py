@@ -27,7 +27,8 @@ def cloud() -> Iterator[LocalCloud]:
 
 def nothing_created(cloud: LocalCloud, region: str = "us-east-1") -> None:
     cfn = boto3.client("cloudformation", endpoint_url=cloud.url, region_name=region,
-                       aws_access_key_id="localcloud", aws_secret_access_key="localcloud")
+                       aws_access_key_id=cloud.credentials["AWS_ACCESS_KEY_ID"],
+                       aws_secret_access_key=cloud.credentials["AWS_SECRET_ACCESS_KEY"])
     live = [s for s in cfn.list_stacks()["StackSummaries"] if s["StackStatus"] != "DELETE_COMPLETE"]
     assert live == []
     assert cloud.boto3_client("s3").list_buckets()["Buckets"] == []

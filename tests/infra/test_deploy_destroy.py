@@ -172,7 +172,8 @@ def test_second_deploy_with_no_changes_says_so(cloud: LocalCloud, deployer: Depl
     assert result.exit_code == 0, result.output
     assert "No changes: stack proof is up to date." in result.output
     assert "uploaded" not in result.output
-    assert "localcloud" not in result.output  # never a credential
+    assert cloud.credentials["AWS_SECRET_ACCESS_KEY"] not in result.output  # never a credential
+    assert cloud.credentials["AWS_ACCESS_KEY_ID"] not in result.output
     assert deployed_code(deployer, deployed.functions) == before
     assert len(before["layer versions"]) == 1
     assert any("/handler-dependencies-" in key for key in before["code keys"])

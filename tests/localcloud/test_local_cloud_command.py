@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shlex
 import socket
 import subprocess
 import sys
@@ -29,14 +31,34 @@ def wait_for_port(port: int, timeout_s: float = 60) -> None:
     raise AssertionError(f"nothing listening on {port}")
 
 
+def exported(line_source) -> dict[str, str]:
+    """The variables of `export NAME=value` lines, as a shell would read them."""
+    found = {}
+    for line in line_source:
+        if line.startswith("export "):
+            name, _, value = line.removeprefix("export ").strip().partition("=")
+            found[name] = shlex.split(value)[0]
+        if len(found) == 4:
+            return found
+    raise AssertionError(f"export lines missing: {found}")
+
+
 def test_standalone_local_cloud_answers_standard_clients():
     port = free_port()
     server = subprocess.Popen([str(STEPML), "local-cloud", "--port", str(port)],
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              env={**os.environ, "COLUMNS": "40"})  # a narrow terminal: no wrapping
     try:
+        variables = exported(server.stdout)
         wait_for_port(port)
-        session = boto3.Session(aws_access_key_id="x", aws_secret_access_key="x", region_name="us-east-1")
-        url = f"http://127.0.0.1:{port}"
+        assert set(variables) == {"AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+                                  "AWS_DEFAULT_REGION"}
+        assert variables["AWS_ACCESS_KEY_ID"].startswith("LKIA")
+        session = boto3.Session(aws_access_key_id=variables["AWS_ACCESS_KEY_ID"],
+                                aws_secret_access_key=variables["AWS_SECRET_ACCESS_KEY"],
+                                region_name=variables["AWS_DEFAULT_REGION"])
+        url = variables["AWS_ENDPOINT_URL"]
+        assert url == f"http://127.0.0.1:{port}"
         sfn = session.client("stepfunctions", endpoint_url=url)
         machine = sfn.create_state_machine(
             name="hello", roleArn="arn:aws:iam::123456789012:role/r",
@@ -49,5 +71,25 @@ def test_standalone_local_cloud_answers_standard_clients():
     finally:
         server.terminate()
         output, _ = server.communicate(timeout=30)
-    assert f"http://127.0.0.1:{port}" in output
     assert server.returncode in (0, -15)
+
+
+def test_env_file_holds_the_exports_and_nothing_prints_them(tmp_path: Path):
+    port, env_file = free_port(), tmp_path / "cloud.env"
+    server = subprocess.Popen([str(STEPML), "local-cloud", "--port", str(port), "--env-file",
+                               str(env_file)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not env_file.exists() or "AWS_DEFAULT_REGION" not in env_file.read_text():
+            assert time.monotonic() < deadline, "no env file written"
+            time.sleep(0.2)
+        variables = exported(env_file.read_text().splitlines())
+        assert env_file.stat().st_mode & 0o777 == 0o600
+        sts = boto3.client("sts", endpoint_url=variables["AWS_ENDPOINT_URL"], region_name="us-east-1",
+                           aws_access_key_id=variables["AWS_ACCESS_KEY_ID"],
+                           aws_secret_access_key=variables["AWS_SECRET_ACCESS_KEY"])
+        assert sts.get_caller_identity()["Account"]
+    finally:
+        server.terminate()
+        output, _ = server.communicate(timeout=30)
+    assert variables["AWS_SECRET_ACCESS_KEY"] not in output and f"source {env_file}" in output

@@ -104,7 +104,8 @@ def write_standin(directory: Path) -> Path:
 def client(cloud: LocalCloud, service: str) -> Any:
     return boto3.client(
         service, endpoint_url=cloud.url, region_name=cloud.region,
-        aws_access_key_id="localcloud", aws_secret_access_key="localcloud",
+        aws_access_key_id=cloud.credentials["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=cloud.credentials["AWS_SECRET_ACCESS_KEY"],
         config=Config(retries={"max_attempts": 1}, max_pool_connections=32),
     )
 

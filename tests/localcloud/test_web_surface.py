@@ -60,5 +60,6 @@ def test_sdk_requests_pass_without_cors_headers(cloud: LocalCloud) -> None:
     import boto3
 
     sts = boto3.client("sts", endpoint_url=localhost, region_name="us-east-1",
-                       aws_access_key_id="localcloud", aws_secret_access_key="localcloud")
+                       aws_access_key_id=cloud.credentials["AWS_ACCESS_KEY_ID"],
+                       aws_secret_access_key=cloud.credentials["AWS_SECRET_ACCESS_KEY"])
     assert sts.get_caller_identity()["Account"] == cloud.account_id

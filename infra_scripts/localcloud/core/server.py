@@ -12,6 +12,7 @@ import importlib
 import json
 import logging
 import os
+import secrets
 import shutil
 import sys
 import tempfile
@@ -29,10 +30,23 @@ from werkzeug.wrappers import Request, Response
 
 DEFAULT_REGION = "us-east-1"
 INTERPRETER_LOGGER = "moto.stepfunctions.parser"
-LOCAL_CREDENTIALS = {
-    "AWS_ACCESS_KEY_ID": "localcloud",
-    "AWS_SECRET_ACCESS_KEY": "localcloud",
-}
+# The credentials of the clouds running in this process, by URL: in-process clients (the
+# deployer, `stepml run`) find them here; another process gets them from `stepml local-cloud`'s
+# printed exports (or --env-file).
+_RUNNING: dict[str, dict[str, str]] = {}
+
+
+def new_credentials() -> dict[str, str]:
+    """The account administrator's keys, made at each start (never a fixed, guessable pair)."""
+    return {"AWS_ACCESS_KEY_ID": "LKIA" + secrets.token_hex(8).upper(),
+            "AWS_SECRET_ACCESS_KEY": secrets.token_urlsafe(30)}
+
+
+def credentials_for(endpoint_url: str) -> dict[str, str] | None:
+    """The credentials of a cloud this process started at ``endpoint_url`` (127.0.0.1 or
+    localhost), or None."""
+    url = endpoint_url.rstrip("/")
+    return _RUNNING.get(url) or _RUNNING.get(url.replace("//localhost:", "//127.0.0.1:"))
 
 # Order matters only where one extension builds on another's routes.
 DEFAULT_EXTENSIONS: tuple[str, ...] = (
@@ -174,6 +188,7 @@ class LocalCloud:
         self._stop_callbacks: list[Callable[[], None]] = []
         self._patches: list[tuple[object, str, Any]] = []
         self.extensions: dict[str, Any] = {}
+        self.credentials = new_credentials()
 
     # -- lifecycle -------------------------------------------------------------------------
     @property
@@ -198,6 +213,7 @@ class LocalCloud:
         self._keep_interpreter_log()
         self._server = make_server(self.host, self.requested_port, self._dispatcher, threaded=True)
         self._dispatcher.hosts = frozenset({f"{self.host}:{self.port}", f"localhost:{self.port}"})
+        _RUNNING[self.url] = self.credentials
         _disable_moto_cors()
         # moto's Step Functions interpreter calls Lambda & co. on localhost:$MOTO_PORT.
         os.environ["MOTO_PORT"] = str(self.port)
@@ -231,6 +247,8 @@ class LocalCloud:
         self.on_stop(restore)
 
     def stop(self) -> None:
+        if self._server is not None:
+            _RUNNING.pop(self.url, None)
         for callback in reversed(self._stop_callbacks):
             try:
                 callback()
@@ -286,7 +304,7 @@ class LocalCloud:
     def client_env(self) -> dict[str, str]:
         """Environment that points boto3 in a child process at this cloud."""
         return {
-            **LOCAL_CREDENTIALS,
+            **self.credentials,
             "AWS_ENDPOINT_URL": self.url,
             "AWS_DEFAULT_REGION": self.region,
             "AWS_REGION": self.region,
@@ -303,15 +321,16 @@ class LocalCloud:
         return env
 
     def boto3_client(self, service: str, **kwargs: Any) -> Any:
-        """A client for this cloud; pass ``config=botocore.config.Config(...)`` to tune retries."""
+        """A client for this cloud, as its administrator; pass ``config=Config(...)`` to tune
+        retries. Each call builds it on a new session (boto3's default one is not thread-safe)."""
         import boto3
 
-        return boto3.client(
+        return boto3.session.Session().client(
             service,
             endpoint_url=self.url,
             region_name=self.region,
-            aws_access_key_id=LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
-            aws_secret_access_key=LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+            aws_access_key_id=self.credentials["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=self.credentials["AWS_SECRET_ACCESS_KEY"],
             **kwargs,
         )
 

@@ -41,7 +41,6 @@ from werkzeug.wrappers import Request, Response
 from infra_scripts.localcloud.core.moto_fields import set_fields, utcnow
 from infra_scripts.localcloud.core.requests import request_region
 from infra_scripts.localcloud.core.server import (
-    LOCAL_CREDENTIALS,
     LocalCloud,
     aws_error,
     json_response,
@@ -372,12 +371,8 @@ class LocalTuning:
                  hyper_parameter_tuning_job_status=status)
 
     def _client(self, service: str) -> Any:
-        import boto3
 
-        return boto3.session.Session().client(
-            service, endpoint_url=self.cloud.url, region_name=self.cloud.region,
-            aws_access_key_id=LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
-            aws_secret_access_key=LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"])
+        return self.cloud.boto3_client(service)
 
     def summaries(self, run: TuningRun) -> list[dict[str, Any]]:
         with run.lock:

@@ -67,7 +67,6 @@ from infra_scripts.localcloud.core.requests import request_region
 from infra_scripts.localcloud.core.s3 import object_keys
 from infra_scripts.localcloud.core.s3 import split_s3_uri as s3_location
 from infra_scripts.localcloud.core.server import (
-    LOCAL_CREDENTIALS,
     LocalCloud,
     aws_error,
     json_response,
@@ -487,12 +486,8 @@ class LocalTraining:
 
     def _s3(self) -> Any:
         # A session per call: boto3's default session is not safe to share across threads.
-        import boto3
 
-        return boto3.session.Session().client(
-            "s3", endpoint_url=self.cloud.url, region_name=self.cloud.region,
-            aws_access_key_id=LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
-            aws_secret_access_key=LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"])
+        return self.cloud.boto3_client("s3")
 
 
 def _require_s3_source(run: TrainingRun) -> None:
