@@ -8,9 +8,10 @@ time), authorizes each request signed by an IAM principal:
 
 * Who: the SigV4 access key id names the principal through moto's own lookup
   (``moto.iam.access_control.create_access_key``): an IAM user's access key, or STS AssumeRole
-  credentials (with their session token). Any other key — the local cloud's own ``localcloud``
-  credentials that the deployer, handlers and training use — acts as the account's
-  administrator and is not checked. Signatures are not verified; the key id is the identity.
+  credentials (with their session token). Any other key — the local cloud's own credentials,
+  made at each start (``LocalCloud.credentials``), that the deployer, handlers and training use
+  — acts as the account's administrator and is not checked. Signatures are not verified yet;
+  the key id is the identity.
 * What: the action and resource ARN of the call, for the APIs in ``identify`` (sagemaker-runtime
   InvokeEndpoint; SageMaker calls by endpoint, endpoint config, model, training or tuning job;
   Lambda invoke and function configuration; S3 objects and buckets; Step Functions executions
