@@ -50,7 +50,8 @@ def credentials_for(endpoint_url: str) -> dict[str, str] | None:
 
 # Order matters only where one extension builds on another's routes.
 DEFAULT_EXTENSIONS: tuple[str, ...] = (
-    "infra_scripts.localcloud.iam.enforcement",  # first: authorizes before any route
+    "infra_scripts.localcloud.iam.signatures",  # first: authenticates before any route
+    "infra_scripts.localcloud.iam.enforcement",  # then authorizes
     "infra_scripts.localcloud.awslambda.runtime",
     "infra_scripts.localcloud.awslambda.limits",
     "infra_scripts.localcloud.awslambda.provisioned",
@@ -113,6 +114,25 @@ def aws_error(status: int, code: str, message: str, protocol: str = "json") -> R
     """An error in the shape botocore parses for JSON and REST-JSON services."""
     body = {"__type": code, "message": message, "Message": message}
     return json_response(status, body, {"x-amzn-ErrorType": code})
+
+
+def protocol_error(request: Request, service: str, status: int, code: str, message: str) -> Response:
+    """An error in the shape the request's protocol parses: JSON (X-Amz-Target services, Lambda,
+    sagemaker-runtime), S3's XML, EC2's XML, or the query services' XML (IAM, STS, …)."""
+    if request.headers.get("X-Amz-Target") or service == "lambda" or request.path.startswith(
+            "/endpoints/"):
+        return aws_error(status, code, message)
+    text = message.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    if service == "s3":
+        body = (f"<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>{code}</Code>"
+                f"<Message>{text}</Message><RequestId>local</RequestId></Error>")
+    elif service == "ec2":
+        body = (f"<Response><Errors><Error><Code>{code}</Code><Message>{text}"
+                f"</Message></Error></Errors><RequestID>local</RequestID></Response>")
+    else:
+        body = (f"<ErrorResponse><Error><Type>Sender</Type><Code>{code}</Code>"
+                f"<Message>{text}</Message></Error><RequestId>local</RequestId></ErrorResponse>")
+    return Response(body, status=status, content_type="application/xml")
 
 
 # Headers only browsers send (Fetch metadata, https://www.w3.org/TR/fetch-metadata/, and the

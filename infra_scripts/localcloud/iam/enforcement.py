@@ -10,8 +10,8 @@ time), authorizes each request signed by an IAM principal:
   (``moto.iam.access_control.create_access_key``): an IAM user's access key, or STS AssumeRole
   credentials (with their session token). Any other key — the local cloud's own credentials,
   made at each start (``LocalCloud.credentials``), that the deployer, handlers and training use
-  — acts as the account's administrator and is not checked. Signatures are not verified yet;
-  the key id is the identity.
+  — acts as the account's administrator and is not checked. ``iam/signatures.py`` (installed
+  before this) has verified the signature, so the key id is the identity.
 * What: the action and resource ARN of the call, for the APIs in ``identify`` (sagemaker-runtime
   InvokeEndpoint; SageMaker calls by endpoint, endpoint config, model, training or tuning job;
   Lambda invoke and function configuration; S3 objects and buckets; Step Functions executions
@@ -39,7 +39,7 @@ from werkzeug.wrappers import Request, Response
 
 from infra_scripts.localcloud.core.requests import CredentialScope as Signed
 from infra_scripts.localcloud.core.requests import credential_scope, peek_body
-from infra_scripts.localcloud.core.server import LocalCloud, aws_error
+from infra_scripts.localcloud.core.server import LocalCloud, protocol_error
 
 OPTIONS = "iam"
 DENIAL_KEY = "stepml.iam.denial"
@@ -283,9 +283,9 @@ class IamEnforcement:
         service, message = request.environ[DENIAL_KEY]
         json_protocol = (request.headers.get("X-Amz-Target") or service == "lambda"
                          or request.path.startswith("/endpoints/"))
-        if json_protocol:
-            return aws_error(403, "AccessDeniedException", message)
-        return _xml_denial(service, message)
+        code = ("AccessDeniedException" if json_protocol
+                else "UnauthorizedOperation" if service == "ec2" else "AccessDenied")
+        return protocol_error(request, service, 403, code, message)
 
 
 def _message(arn: str, call: Call | None) -> str:
@@ -294,25 +294,6 @@ def _message(arn: str, call: Call | None) -> str:
                 "enforcement cannot name its action and resource, so it denies it")
     return (f"User: {arn} is not authorized to perform: {call.action} on resource: "
             f"{call.resource} because no identity-based policy allows the {call.action} action")
-
-
-def _xml_denial(service: str, message: str) -> Response:
-    """S3's, EC2's and the query services' (IAM, STS, CloudFormation…) error documents."""
-    text = _escape(message)
-    if service == "s3":
-        body = (f"<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>AccessDenied</Code>"
-                f"<Message>{text}</Message><RequestId>local</RequestId></Error>")
-    elif service == "ec2":
-        body = (f"<Response><Errors><Error><Code>UnauthorizedOperation</Code><Message>{text}"
-                f"</Message></Error></Errors><RequestID>local</RequestID></Response>")
-    else:
-        body = (f"<ErrorResponse><Error><Type>Sender</Type><Code>AccessDenied</Code>"
-                f"<Message>{text}</Message></Error><RequestId>local</RequestId></ErrorResponse>")
-    return Response(body, status=403, content_type="application/xml")
-
-
-def _escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def install(cloud: LocalCloud) -> IamEnforcement:
