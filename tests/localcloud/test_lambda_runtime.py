@@ -256,3 +256,22 @@ def test_handler_output_lands_in_cloudwatch_logs(cloud):
     messages = [event["message"] for event in events]
     assert "training started 7" in messages
     assert any(message.startswith("REPORT RequestId") for message in messages)
+
+
+WHO_AM_I = """
+import os
+import boto3
+
+def handler(event, context):
+    return {"arn": boto3.client("sts").get_caller_identity()["Arn"],
+            "has_token": bool(os.environ.get("AWS_SESSION_TOKEN"))}
+"""
+
+
+def test_an_invocation_runs_as_its_execution_role(cloud):
+    """Issue 12: Lambda gives the handler its execution role's temporary credentials
+    (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY/AWS_SESSION_TOKEN), never the cloud's own keys."""
+    create_function(cloud, "who-am-i", WHO_AM_I)
+    _, payload = invoke(cloud, "who-am-i")
+    assert payload["arn"] == f"arn:aws:sts::{cloud.account_id}:assumed-role/test-lambda-role/who-am-i"
+    assert payload["has_token"] is True
