@@ -98,8 +98,20 @@ def launch(cloud: LocalCloud, hyperparameters: dict[str, Any] | None = None,
         hyperparameters=hyperparameters or {"epochs": 2}, region=cloud.region)
     response = cloud.boto3_client("ec2").run_instances(
         ImageId=AMI, InstanceType="c5.xlarge", MinCount=1, MaxCount=1, UserData=user_data,
-        InstanceInitiatedShutdownBehavior=behavior)
+        InstanceInitiatedShutdownBehavior=behavior, IamInstanceProfile={"Name": training_profile(cloud)})
     return response["Instances"][0]["InstanceId"]
+
+
+def training_profile(cloud: LocalCloud, name: str = "ec2-training") -> str:
+    """An instance profile whose role the instance runs as (without one it has no credentials)."""
+    iam = cloud.boto3_client("iam")
+    if name not in [p["InstanceProfileName"] for p in iam.list_instance_profiles()["InstanceProfiles"]]:
+        trust = json.dumps({"Version": "2012-10-17", "Statement": [{
+            "Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]})
+        iam.create_role(RoleName=name, AssumeRolePolicyDocument=trust)
+        iam.create_instance_profile(InstanceProfileName=name)
+        iam.add_role_to_instance_profile(InstanceProfileName=name, RoleName=name)
+    return name
 
 
 def state_of(cloud: LocalCloud, instance_id: str) -> dict:
@@ -310,3 +322,33 @@ def test_real_training_code_on_an_instance(cloud: LocalCloud, tmp_path: Path) ->
     assert 0.0 <= status["metrics"]["test_acc"] <= 1.0
     # the instance's own TMPDIR: no checkpoint from an earlier run on this machine is resumed
     assert "resumed_from" not in cloud.extensions["ec2.instances"].console(instance_id)
+
+
+WHO_AM_I = """#!/bin/bash
+# localcloud: runnable
+"$PYTHON" - <<'PY' > "$STEPML_WORK_DIR/../identity.txt" 2>&1
+import boto3
+try:
+    print(boto3.client("sts").get_caller_identity()["Arn"])
+except Exception as error:
+    print(f"no identity: {type(error).__name__}")
+PY
+shutdown -h now
+"""
+
+
+def test_an_instance_runs_as_its_profiles_role_and_without_one_has_no_credentials(cloud):
+    """Issue 12: the instance profile's role, as EC2 gives it (by environment here, not IMDS)."""
+    ec2 = cloud.boto3_client("ec2")
+    with_profile = launch(cloud, user_data=WHO_AM_I)
+    bare = ec2.run_instances(ImageId=AMI, InstanceType="c5.xlarge", MinCount=1, MaxCount=1,
+                             UserData=WHO_AM_I, InstanceInitiatedShutdownBehavior="terminate"
+                             )["Instances"][0]["InstanceId"]
+    identities = {}
+    for instance_id in (with_profile, bare):
+        wait_state(cloud, instance_id, "terminated")
+        root = cloud.extensions["ec2.instances"].runs[instance_id].root
+        identities[instance_id] = (root / "identity.txt").read_text().strip()
+    assert identities[with_profile] == (f"arn:aws:sts::{cloud.account_id}:assumed-role/ec2-training/"
+                                        f"{with_profile}")
+    assert identities[bare].startswith("no identity")

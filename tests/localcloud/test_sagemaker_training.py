@@ -418,3 +418,29 @@ def test_real_training_entry_point(tmp_path: Path) -> None:
         described = wait_done(sm, "job-real-bad", timeout_s=120)
         assert described["TrainingJobStatus"] == "Failed"
         assert "invalid hyperparameter lr=-1.0" in described["FailureReason"]
+
+
+WHO_AM_I = """import json, os, boto3
+arn = boto3.client("sts").get_caller_identity()["Arn"]
+with open(os.path.join(os.environ["SM_MODEL_DIR"], "run.json"), "w") as out:
+    json.dump({"arn": arn, "token": bool(os.environ.get("AWS_SESSION_TOKEN"))}, out)
+"""
+
+
+def test_the_container_runs_as_the_jobs_role(cloud: LocalCloud, tmp_path: Path) -> None:
+    """Issue 12: SageMaker gives the training container the RoleArn's session, not the
+    caller's keys (by environment here; SageMaker serves it from its credentials endpoint)."""
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w:gz") as tar:
+        body = WHO_AM_I.encode()
+        info = tarfile.TarInfo("train.py")
+        info.size = len(body)
+        tar.addfile(info, io.BytesIO(body))
+    cloud.boto3_client("s3").put_object(Bucket=BUCKET, Key="code/whoami.tar.gz", Body=archive.getvalue())
+    sm = start_job(cloud, "job-identity", {"sagemaker_program": '"train.py"',
+                                           "sagemaker_submit_directory": f'"s3://{BUCKET}/code/whoami.tar.gz"'})
+    described = wait_done(sm, "job-identity")
+    assert described["TrainingJobStatus"] == "Completed", described.get("FailureReason")
+    run = json.loads(read_model(cloud, described["ModelArtifacts"]["S3ModelArtifacts"])["run.json"])
+    assert run == {"arn": f"arn:aws:sts::{cloud.account_id}:assumed-role/training/SageMaker-job-identity",
+                   "token": True}

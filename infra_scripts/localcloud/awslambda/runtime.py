@@ -138,18 +138,8 @@ class LambdaRuntime:
             # temporary credentials (AssumeRole per environment, like the role session Lambda
             # starts for each execution environment).
             **{k: v for k, v in self.cloud.client_env().items() if k.startswith("AWS_")},
-            **self.role_credentials(fn),
+            **self.cloud.role_env(fn.role, fn.function_name),
         }
-
-    def role_credentials(self, fn: Any) -> dict[str, str]:
-        """AWS_ACCESS_KEY_ID/SECRET/SESSION_TOKEN of an STS session of the function's role."""
-        answer = self.cloud.boto3_client("sts").assume_role(
-            # 12 h: Lambda keeps the session fresh for a warm environment; not bound by the
-            # role's MaxSessionDuration, which applies to callers of AssumeRole.
-            RoleArn=fn.role, RoleSessionName=fn.function_name[:64], DurationSeconds=43200)
-        keys = answer["Credentials"]
-        return {"AWS_ACCESS_KEY_ID": keys["AccessKeyId"], "AWS_SECRET_ACCESS_KEY": keys["SecretAccessKey"],
-                "AWS_SESSION_TOKEN": keys["SessionToken"]}
 
     def start_environment(self, fn: Any, pool: str = "") -> tuple[Environment, bytes | None]:
         """A cold start. Returns the environment, or an init error payload (it is then gone)."""

@@ -331,6 +331,15 @@ class LocalCloud:
             "MOTO_PORT": str(self.port),
         }
 
+    def role_env(self, role_arn: str, session_name: str) -> dict[str, str]:
+        """AWS_ACCESS_KEY_ID/SECRET/SESSION_TOKEN of an STS session of ``role_arn``: what Lambda,
+        SageMaker and EC2 hand the code they run (here by environment). 12 h: the services keep
+        their sessions fresh; the role's MaxSessionDuration binds callers of AssumeRole."""
+        keys = self.boto3_client("sts").assume_role(
+            RoleArn=role_arn, RoleSessionName=session_name[:64], DurationSeconds=43200)["Credentials"]
+        return {"AWS_ACCESS_KEY_ID": keys["AccessKeyId"], "AWS_SECRET_ACCESS_KEY": keys["SecretAccessKey"],
+                "AWS_SESSION_TOKEN": keys["SessionToken"]}
+
     def child_env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
         """A clean environment for local compute processes (Lambda workers, training jobs)."""
         keep = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "TORCH_HOME", "SYSTEMROOT")

@@ -6,7 +6,8 @@ User-data format (what ``handlers/ec2_user_data.py`` builds):
   other user data is stored and ignored, as moto does (no arbitrary scripts run on your machine);
 * OS set-up between the lines ``# >>> os-setup`` and ``# <<< os-setup`` is skipped locally;
   the local cloud provides what such a block sets up instead: ``PYTHON`` (the project venv's
-  interpreter), ``INSTANCE_ID``, ``AWS_ENDPOINT_URL``/credentials/region (``cloud.child_env``)
+  interpreter), ``INSTANCE_ID``, ``AWS_ENDPOINT_URL``/region (``cloud.child_env``), the
+  instance profile role's temporary credentials (none without a profile)
   ``STEPML_WORK_DIR`` (the instance's scratch dir) and ``TMPDIR`` (its own /tmp: nothing
   leaks between instances through this machine's /tmp, e.g. training checkpoints);
 * ``shutdown``/``poweroff``/``halt`` (also as ``/sbin/...`` or via ``sudo``) are the instance
@@ -173,9 +174,20 @@ class LocalInstances:
                 return
         self._instance_shutdown(run)
 
+    def profile_credentials(self, run: InstanceRun) -> dict[str, str]:
+        """The instance profile's role session (EC2 serves it from the metadata endpoint; here by
+        environment); an instance without a profile has no AWS credentials at all."""
+        backend = self.cloud.backend("ec2", run.instance.region_name)
+        association = backend.iam_instance_profile_associations.get(run.instance.id)
+        roles = association.iam_instance_profile.roles if association else []
+        if not roles:
+            return {"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "", "AWS_SESSION_TOKEN": ""}
+        return self.cloud.role_env(roles[0].arn, run.instance.id)
+
     def _spawn(self, run: InstanceRun, console: Any) -> bool:
         bin_dir = self._shims(run.root)
         env = self.cloud.child_env({
+            **self.profile_credentials(run),
             "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '/usr/bin:/bin')}",
             "PYTHON": python_executable(),
             "INSTANCE_ID": run.instance.id,

@@ -249,6 +249,9 @@ class SageMakerEndpoints:
         container = self._container(state.backend, variant["ModelName"])
         model_source = self.artifacts.stage(container)
         environment = {str(k): str(v) for k, v in (container.get("Environment") or {}).items()}
+        # Each instance runs as the model's ExecutionRoleArn, as SageMaker hosting does.
+        model = state.backend.describe_model(variant["ModelName"])
+        environment.update(self.cloud.role_env(model.execution_role_arn, f"SageMaker-{state.key[2]}"))
         startup = variant.get("ContainerStartupHealthCheckTimeoutInSeconds")
         command = self.option("server_command", None)
         return LaunchSpec(

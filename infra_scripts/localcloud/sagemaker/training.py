@@ -383,7 +383,9 @@ class LocalTraining:
             "TMPDIR": str(self.cloud.short_tmpdir(host)),  # each instance has its own /tmp
         }
         env.update({str(k): str(v) for k, v in (job.environment or {}).items()})
-        return self.cloud.child_env({**env, **NETWORK_ISOLATION})
+        # The container runs as the job's role (SageMaker: the RoleArn of CreateTrainingJob).
+        role = self.cloud.role_env(job.role_arn, f"SageMaker-{run.name}")
+        return self.cloud.child_env({**env, **NETWORK_ISOLATION, **role})
 
     @staticmethod
     def _write_config(config_dir: Path, run: TrainingRun, host: str, hosts: list[str]) -> None:
