@@ -104,9 +104,11 @@ def run(ctx: click.Context, backend: str | None, aws: bool, region: str | None,
                    "local_account_profile.")
 @click.option("--env-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the export lines to this file (mode 600) instead of printing them.")
+@click.option("--no-iam", is_flag=True,
+              help="Debugging only: accept unsigned requests and check no permissions.")
 @click.pass_context
 def local_cloud(ctx: click.Context, port: int, account_profile: str | None,
-                env_file: Path | None) -> None:
+                env_file: Path | None, no_iam: bool) -> None:
     """Run the local cloud on 127.0.0.1 until interrupted. Its credentials are made at each
     start and printed as shell lines to paste or `eval` (or written to --env-file)."""
     from infra_scripts.localcloud.core.server import LocalCloud, LocalCloudSettings
@@ -114,7 +116,12 @@ def local_cloud(ctx: click.Context, port: int, account_profile: str | None,
     profile = account_profile or load_config(ctx).local_account_profile
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    settings = LocalCloudSettings(options={"account": {"profile": profile}})
+    options: dict = {"account": {"profile": profile}}
+    if no_iam:
+        options.update(NO_IAM)
+        click.echo("warning: --no-iam: the local cloud accepts unsigned requests and checks no "
+                   "permissions; for debugging only, never what AWS does", err=True)
+    settings = LocalCloudSettings(options=options)
     with LocalCloud(port=port, settings=settings) as cloud:
         exports = export_lines(cloud)
         if env_file is not None:
@@ -143,6 +150,9 @@ def definition(ctx: click.Context, write: bool) -> None:
         console.print(f"wrote {write_snapshot()}")
         return
     click.echo(definition_json(load_config(ctx)), nl=False)
+
+
+NO_IAM = {"signatures": {"verify": False}, "iam": {"enforce": False}}
 
 
 def export_lines(cloud: object) -> str:

@@ -93,3 +93,31 @@ def test_env_file_holds_the_exports_and_nothing_prints_them(tmp_path: Path):
         server.terminate()
         output, _ = server.communicate(timeout=30)
     assert variables["AWS_SECRET_ACCESS_KEY"] not in output and f"source {env_file}" in output
+
+
+def test_no_iam_warns_and_accepts_unsigned_requests_while_the_default_refuses_them():
+    import urllib.error
+    import urllib.request
+
+    def unsigned_status(port: int) -> int:
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/",
+                                         data=b"Action=GetCallerIdentity&Version=2011-06-15")
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status
+        except urllib.error.HTTPError as error:
+            return error.code
+
+    statuses, outputs = {}, {}
+    for flags in ((), ("--no-iam",)):
+        port = free_port()
+        server = subprocess.Popen([str(STEPML), "local-cloud", "--port", str(port), *flags],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            exported(server.stdout)  # started: its export lines are out
+            statuses[flags] = unsigned_status(port)
+        finally:
+            server.terminate()
+            _, outputs[flags] = server.communicate(timeout=30)
+    assert statuses == {(): 403, ("--no-iam",): 200}
+    assert "warning: --no-iam" in outputs[("--no-iam",)] and "warning" not in outputs[()]
