@@ -76,7 +76,9 @@ class Handler(BaseHTTPRequestHandler):
             return self._send(request["status"], {"error": "bad_input", "message": "refused"})
         time.sleep(request.get("sleep", 0) + config.get("latency_s", 0))
         self._send(200, {"version": config.get("version"), "port": args.port,
-                         "pid": os.getpid(), "accept": self.headers.get("Accept")})
+                         "pid": os.getpid(), "accept": self.headers.get("Accept"),
+                         "key": os.environ.get("AWS_ACCESS_KEY_ID"),
+                         "token": bool(os.environ.get("AWS_SESSION_TOKEN"))})
 
 
 server = ThreadingHTTPServer((args.host, args.port), Handler)
@@ -537,3 +539,16 @@ def test_real_model_server() -> None:
         response = runtime.invoke_endpoint(EndpointName="ep", Body=png_bytes(),
                                            ContentType="image/png")
         assert response["ResponseMetadata"]["HTTPStatusCode"] == 200  # still serving
+
+
+def test_an_instance_runs_as_the_models_execution_role(cloud: LocalCloud) -> None:
+    """Issue 12: SageMaker hosting gives the container the model's ExecutionRoleArn session."""
+    from moto.sts.models import sts_backends
+
+    create_config(cloud, "ep-role")
+    client(cloud, "sagemaker").create_endpoint(EndpointName="ep-role", EndpointConfigName="ep-role")
+    assert wait_until_settled(cloud, "ep-role")["EndpointStatus"] == "InService"
+    answer = invoke(cloud, "ep-role")
+    assert answer["token"] is True and answer["key"] != cloud.credentials["AWS_ACCESS_KEY_ID"]
+    sessions = {a.access_key_id: a.arn for a in sts_backends[cloud.account_id]["global"].assumed_roles}
+    assert sessions[answer["key"]].startswith(f"arn:aws:sts::{cloud.account_id}:assumed-role/sagemaker/")
