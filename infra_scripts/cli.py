@@ -9,9 +9,13 @@ import signal
 import sys
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from rich.console import Console
+
+if TYPE_CHECKING:
+    from infra_scripts.localcloud.core.server import LocalCloud
 
 os.environ.setdefault("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
 
@@ -80,8 +84,6 @@ def load_config(ctx: click.Context, **overrides: object):
 def run(ctx: click.Context, backend: str | None, aws: bool, region: str | None,
         dataset_dir: str | None, skip_preflight: bool) -> None:
     """Deploy the pipeline, upload a dataset, run one execution and follow it to the end."""
-    from pathlib import Path
-
     from infra_scripts.commands.preflight_cli import run_preflight
     from infra_scripts.run import PreflightFailed, run_pipeline
 
@@ -155,12 +157,11 @@ def definition(ctx: click.Context, write: bool) -> None:
 NO_IAM = {"signatures": {"verify": False}, "iam": {"enforce": False}}
 
 
-def export_lines(cloud: object) -> str:
+def export_lines(cloud: LocalCloud) -> str:
     """One ``export NAME=value`` line per variable, values shell-quoted."""
     import shlex
 
-    values = {"AWS_ENDPOINT_URL": cloud.url, **cloud.credentials,  # type: ignore[attr-defined]
-              "AWS_DEFAULT_REGION": cloud.region}  # type: ignore[attr-defined]
+    values = {"AWS_ENDPOINT_URL": cloud.url, **cloud.credentials, "AWS_DEFAULT_REGION": cloud.region}
     return "".join(f"export {name}={shlex.quote(value)}\n" for name, value in values.items())
 
 
