@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 
 from handlers.ec2_user_data import (
     MAX_USER_DATA,
@@ -139,6 +140,15 @@ def read_json(cloud: LocalCloud, uri: str) -> dict:
     return json.loads(cloud.boto3_client("s3").get_object(Bucket=bucket, Key=key)["Body"].read())
 
 
+def read_status(cloud: LocalCloud, instance_id: str) -> dict:
+    """The status object, or a failure that shows the instance's console (why it is missing)."""
+    try:
+        return read_json(cloud, f"{BASE}/status.json")
+    except ClientError:
+        console = cloud.extensions["ec2.instances"].console(instance_id)
+        raise AssertionError(f"{instance_id} wrote no status object; its console:\n{console}") from None
+
+
 def read_tar(cloud: LocalCloud, uri: str) -> dict[str, bytes]:
     bucket, key = uri[5:].split("/", 1)
     body = cloud.boto3_client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
@@ -239,7 +249,7 @@ def test_failed_training_writes_failed_status(cloud: LocalCloud) -> None:
 def test_missing_code_archive_fails_with_reason(cloud: LocalCloud) -> None:
     instance_id = launch(cloud, code_key="code/missing.tar.gz")
     wait_state(cloud, instance_id, "terminated")
-    status = read_json(cloud, f"{BASE}/status.json")
+    status = read_status(cloud, instance_id)
     assert status["status"] == "Failed"
     assert status["reason"].startswith("cannot fetch the training code s3://")
 

@@ -102,6 +102,7 @@ class InstanceRun:
     ended: bool = False  # terminated/stopped (by API or by itself): no more state changes here
     lock: threading.RLock = field(default_factory=threading.RLock)
     thread: threading.Thread | None = None
+    profile: Any = None  # moto's InstanceProfile named in RunInstances, or None
 
     @property
     def shutdown_file(self) -> Path:
@@ -145,8 +146,9 @@ class LocalInstances:
         return str(run.instance.state)
 
     # -- lifecycle ------------------------------------------------------------------------------
-    def launch(self, instance: Any, script: str) -> None:
-        run = InstanceRun(instance=instance, script=script, root=self.root / instance.id)
+    def launch(self, instance: Any, script: str, profile: Any = None) -> None:
+        run = InstanceRun(instance=instance, script=script, root=self.root / instance.id,
+                          profile=profile)
         (run.root / "work").mkdir(parents=True, exist_ok=True)
         _set_state(instance, "pending")
         self.runs[instance.id] = run
@@ -177,9 +179,7 @@ class LocalInstances:
     def profile_credentials(self, run: InstanceRun) -> dict[str, str]:
         """The instance profile's role session (EC2 serves it from the metadata endpoint; here by
         environment); an instance without a profile has no AWS credentials at all."""
-        backend = self.cloud.backend("ec2", run.instance.region_name)
-        association = backend.iam_instance_profile_associations.get(run.instance.id)
-        roles = association.iam_instance_profile.roles if association else []
+        roles = run.profile.roles if run.profile is not None else []
         if not roles:
             return {"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "", "AWS_SESSION_TOKEN": ""}
         return self.cloud.role_env(roles[0].arn, run.instance.id)
@@ -295,13 +295,27 @@ def _set_state(instance: Any, name: str) -> None:
 def _wrap_run_instances(instances: LocalInstances, original: Any) -> Any:
     def run_instances(backend: Any, *args: Any, **kwargs: Any) -> Any:
         reservation = original(backend, *args, **kwargs)
+        profile = requested_profile(backend, kwargs)
         for instance in reservation.instances:
             script = decode_user_data(instance.user_data)
             if script and is_runnable(script):
-                instances.launch(instance, script)
+                instances.launch(instance, script, profile)
         return reservation
 
     return run_instances
+
+
+def requested_profile(backend: Any, run_arguments: dict[str, Any]) -> Any:
+    """The instance profile RunInstances names. moto associates it only after run_instances
+    returns (in its response handler), which races an instance that starts at once."""
+    from moto.ec2.utils import filter_iam_instance_profiles
+
+    name = run_arguments.get("iam_instance_profile_name")
+    arn = run_arguments.get("iam_instance_profile_arn")
+    if not (name or arn):
+        return None
+    return filter_iam_instance_profiles(backend.account_id, partition=backend.partition,
+                                        iam_instance_profile_arn=arn, iam_instance_profile_name=name)
 
 
 def _wrap_ending(instances: LocalInstances, original: Any) -> Any:
