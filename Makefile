@@ -4,8 +4,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
+CHECKOV_VENV := $(VENV)/tools/checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 
-.PHONY: run test lint bench clean chromium lambda-artifacts sagemaker-containers test-unit
+.PHONY: run test lint bench clean chromium lambda-artifacts sagemaker-containers test-unit checkov
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +20,16 @@ $(STAMP): pyproject.toml | $(PY)
 $(DEV_STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet -e ".[dev]"
 	touch $(STAMP) $@
+
+# checkov (tests/infra/test_checkov.py runs it on the CloudFormation templates) pins versions below
+# this venv's (requirements-checkov.txt says which), so it gets a venv of its own inside .venv.
+$(CHECKOV_STAMP): requirements-checkov.txt | $(PY)
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --upgrade "pip<26.2"
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet -r requirements-checkov.txt
+	touch $@
+
+checkov: $(CHECKOV_STAMP)
 
 # Built once into ~/.cache/stepml (or $$STEPML_CACHE_DIR), the only steps that need a package
 # index, so `run` and `test` are offline after them: the handlers' dependencies layer
@@ -41,11 +53,11 @@ chromium:
 	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } \
 		|| echo "warning: could not install chromium; the browser test will be skipped"
 
-test: $(DEV_STAMP) chromium lambda-artifacts sagemaker-containers
+test: $(DEV_STAMP) $(CHECKOV_STAMP) chromium lambda-artifacts sagemaker-containers
 	$(PY) -m pytest
 
 # The fast inner loop: the unit tier only (markers: unit, localcloud, e2e, browser).
-test-unit: $(DEV_STAMP) lambda-artifacts
+test-unit: $(DEV_STAMP) $(CHECKOV_STAMP) lambda-artifacts
 	$(PY) -m pytest -m unit
 
 lint: $(DEV_STAMP)
