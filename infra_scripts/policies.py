@@ -266,11 +266,18 @@ def predict_policy() -> Policy:
     )
 
 
+# The upload function's dead-letter queue (a stack resource): Lambda sends it each event whose
+# asynchronous invocation still failed after Lambda's retries, as the function's own role.
+ON_UPLOAD_DLQ = f"{PREFIX}-on-upload-dlq"
+ON_UPLOAD_DLQ_ARN = f"arn:{PARTITION}:sqs:{REGION}:{ACCOUNT}:{ON_UPLOAD_DLQ}"
+
+
 def on_upload_policy() -> Policy:
     return _doc(
         _allow("StartOwnStateMachine", ["states:StartExecution"], STATE_MACHINE_ARN),
         _list_bucket("ListDatasets", [DATASETS]),
         _allow("ReadDatasetMarkersAndManifests", ["s3:GetObject"], bucket_arn(f"{DATASETS}*")),
+        _allow("SendFailedEventsToOwnDeadLetterQueue", ["sqs:SendMessage"], ON_UPLOAD_DLQ_ARN),
         _own_logs((ON_UPLOAD_MODULE,)),
     )
 

@@ -6,6 +6,9 @@ every call is idempotent (it runs after each local deploy).
   versioning, ownership controls, lifecycle rules and EventBridge notifications are applied here.
 * Log groups: moto has no log-group update, so retention is (re)applied here.
 * Functions: moto ignores a function's Tags.
+* Not applied: a function's DeadLetterConfig. moto's Lambda keeps none (no API call can set it)
+  and the local runtime does not retry a failed asynchronous invocation, so locally the upload
+  function's dead-letter queue is created but never receives an event.
 * The state machine: moto's CloudFormation model writes it to the plain Step Functions backend,
   while the local cloud serves (and executes) state machines from moto's interpreter backend, so
   a stack-made state machine would be invisible. Locally the stack is deployed without it and it

@@ -34,6 +34,8 @@ DEPENDENCIES_LAYER_SUFFIX = "handler-dependencies"  # the layer is "<prefix>-han
 PREDICT_TIMEOUT_S = 30
 PREDICT_MEMORY_MB = 512  # also what the cost preview prices provisioned concurrency at
 ON_UPLOAD_TIMEOUT_S = 30
+DEAD_LETTER_QUEUE = "OnUploadDeadLetterQueue"
+DEAD_LETTER_RETENTION_S = 14 * 24 * 3600  # SQS's longest: two weeks to notice and re-send an event
 UPLOAD_MARKERS = ("_READY", "manifest.json")  # the dataset-completion objects issue 6 defines
 # Numbers in EXECUTION_DEFAULTS come from these parameters (unquoted in the JSON).
 NUMBER_DEFAULTS = {
@@ -181,6 +183,16 @@ def log_group(name: str) -> dict:
                 "Tags": tags()}}
 
 
+def dead_letter_queue() -> dict:
+    """The upload function's on-failure destination. EventBridge invokes it asynchronously, so an
+    event whose invocation still fails after Lambda's two retries (S3 or Step Functions
+    unavailable, throttled, denied) would otherwise be dropped, and that dataset would never start
+    the pipeline; here it waits, the whole EventBridge event, to be looked at and sent again."""
+    return {"Type": "AWS::SQS::Queue", "Properties": {
+        "QueueName": sub(policies.ON_UPLOAD_DLQ), "MessageRetentionPeriod": DEAD_LETTER_RETENTION_S,
+        "SqsManagedSseEnabled": True, "Tags": tags()}}
+
+
 def execution_defaults(config: PipelineConfig) -> str:
     """EXECUTION_DEFAULTS for the handlers: the config's, with the stack's parameters in it."""
     defaults = config.execution_defaults()
@@ -251,10 +263,13 @@ def functions(config: PipelineConfig) -> dict[str, dict]:
     resources[function_id(PREDICT_MODULE)] = function(PREDICT_MODULE, {
         "ENDPOINT_NAME": ref("EndpointName"),
         "POWERTOOLS_SERVICE_NAME": sub("${Prefix}-predict")}, PREDICT_TIMEOUT_S, PREDICT_MEMORY_MB)
-    resources[function_id(ON_UPLOAD_MODULE)] = function(ON_UPLOAD_MODULE, {
+    on_upload = function(ON_UPLOAD_MODULE, {
         "STATE_MACHINE_ARN": ref("StateMachine"), "DATASET_PREFIX": ref("DatasetPrefix"),
         "EXECUTION_INPUT": ref("TriggerExecutionInput"),
         "POWERTOOLS_SERVICE_NAME": sub("${Prefix}-trigger")}, ON_UPLOAD_TIMEOUT_S, 256)
+    # The only asynchronously invoked function (by EventBridge): failed events go to the queue.
+    on_upload["Properties"]["DeadLetterConfig"] = {"TargetArn": arn_of(DEAD_LETTER_QUEUE)}
+    resources[function_id(ON_UPLOAD_MODULE)] = on_upload
     return resources
 
 
@@ -318,6 +333,7 @@ def resources(config: PipelineConfig) -> dict[str, dict]:
         found[log_group_id(module)] = log_group(policies.function_log_group(module))
     found["EndpointLogGroup"] = log_group(policies.ENDPOINT_LOG_GROUP)
     found[DEPENDENCIES_LAYER] = dependencies_layer()
+    found[DEAD_LETTER_QUEUE] = dead_letter_queue()
     found.update(functions(config))
     found["StateMachine"] = state_machine(config)
     found.update(upload_rule())

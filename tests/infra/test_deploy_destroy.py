@@ -127,6 +127,10 @@ def test_bucket_log_groups_and_upload_rule_are_configured(cloud: LocalCloud, dep
     assert events.describe_rule(Name="proof-dataset-ready")["State"] == "ENABLED"
     [target] = events.list_targets_by_rule(Rule="proof-dataset-ready")["Targets"]
     assert target["Arn"].endswith(":function:proof-on-upload")
+    sqs = deployer.client("sqs")  # the upload function's dead-letter queue
+    url = sqs.get_queue_url(QueueName="proof-on-upload-dlq")["QueueUrl"]
+    queue = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    assert (queue["MessageRetentionPeriod"], queue["SqsManagedSseEnabled"]) == ("1209600", "true")
 
 
 LAYER_NAME = "proof-handler-dependencies"
@@ -309,6 +313,7 @@ def test_destroy_removes_the_stack_and_everything_runs_made(
 
     after = leftovers(deployer, run_id)
     assert after == {kind: [] for kind in before}, after
+    assert not deployer.client("sqs").list_queues(QueueNamePrefix="proof-").get("QueueUrls")
     sm = deployer.client("sagemaker")
     assert sm.describe_model(ModelName="someone-else")  # not ours: left alone
     others = deployer.client("ec2").describe_instances(Filters=[
