@@ -19,6 +19,7 @@ import re
 from typing import Any
 
 from infra_scripts import packaging, policies
+from infra_scripts.cfn import posture
 from infra_scripts.policies import ON_UPLOAD_MODULE, PREDICT_MODULE, ROLES, RoleSpec
 from statemachine.config import PipelineConfig
 from statemachine.workflow import TASK_HANDLERS, definition_json
@@ -135,7 +136,7 @@ def parameters(config: PipelineConfig) -> dict[str, dict]:
 
 # -- resources --------------------------------------------------------------------------------------
 def bucket() -> dict:
-    return {
+    return posture.waived({
         "Type": "AWS::S3::Bucket",
         # Datasets and models outlive the stack; `stepml destroy --delete-data` empties it.
         "DeletionPolicy": "Retain", "UpdateReplacePolicy": "Retain",
@@ -155,7 +156,7 @@ def bucket() -> dict:
             "NotificationConfiguration": {"EventBridgeConfiguration": {"EventBridgeEnabled": True}},
             "Tags": tags(),
         },
-    }
+    }, posture.BUCKET)
 
 
 def role(spec: RoleSpec) -> dict[str, dict]:
@@ -177,10 +178,10 @@ def instance_profile() -> dict:
 
 
 def log_group(name: str) -> dict:
-    return {"Type": "AWS::Logs::LogGroup", "DeletionPolicy": "Delete",
-            "UpdateReplacePolicy": "Delete", "Properties": {
-                "LogGroupName": sub(name), "RetentionInDays": ref("LogRetentionDays"),
-                "Tags": tags()}}
+    return posture.waived({"Type": "AWS::Logs::LogGroup", "DeletionPolicy": "Delete",
+                           "UpdateReplacePolicy": "Delete", "Properties": {
+                               "LogGroupName": sub(name), "RetentionInDays": ref("LogRetentionDays"),
+                               "Tags": tags()}}, posture.LOG_GROUPS)
 
 
 def dead_letter_queue() -> dict:
@@ -188,9 +189,9 @@ def dead_letter_queue() -> dict:
     event whose invocation still fails after Lambda's two retries (S3 or Step Functions
     unavailable, throttled, denied) would otherwise be dropped, and that dataset would never start
     the pipeline; here it waits, the whole EventBridge event, to be looked at and sent again."""
-    return {"Type": "AWS::SQS::Queue", "Properties": {
+    return posture.waived({"Type": "AWS::SQS::Queue", "Properties": {
         "QueueName": sub(policies.ON_UPLOAD_DLQ), "MessageRetentionPeriod": DEAD_LETTER_RETENTION_S,
-        "SqsManagedSseEnabled": True, "Tags": tags()}}
+        "SqsManagedSseEnabled": True, "Tags": tags()}}, posture.DEAD_LETTER_QUEUE)
 
 
 def execution_defaults(config: PipelineConfig) -> str:
@@ -238,9 +239,11 @@ def dependencies_layer() -> dict:
         "CompatibleRuntimes": [RUNTIME], "CompatibleArchitectures": [ARCHITECTURE]}}
 
 
-def function(module: str, environment: dict[str, Any], timeout: int, memory: int) -> dict:
+def function(module: str, environment: dict[str, Any], timeout: int, memory: int,
+             scope: str) -> dict:
+    """One handler function; ``scope`` names its checkov waivers beyond every function's."""
     spec = policies.role_of_module(module)
-    return {
+    return posture.waived({
         "Type": "AWS::Lambda::Function",
         "DependsOn": [log_group_id(module), f"{spec.logical_id}Policy"],
         "Properties": {
@@ -252,21 +255,24 @@ def function(module: str, environment: dict[str, Any], timeout: int, memory: int
             "Layers": [ref(DEPENDENCIES_LAYER)],
             "Environment": {"Variables": environment}, "Tags": tags(),
         },
-    }
+    }, posture.FUNCTIONS, scope)
 
 
 def functions(config: PipelineConfig) -> dict[str, dict]:
     environment = handler_environment(config)
     resources = {function_id(module): function(module, environment,
-                                               config.handler_timeout_seconds, 512)
+                                               config.handler_timeout_seconds, 512,
+                                               posture.TASK_FUNCTIONS)
                  for module in TASK_HANDLERS.values()}
     resources[function_id(PREDICT_MODULE)] = function(PREDICT_MODULE, {
         "ENDPOINT_NAME": ref("EndpointName"),
-        "POWERTOOLS_SERVICE_NAME": sub("${Prefix}-predict")}, PREDICT_TIMEOUT_S, PREDICT_MEMORY_MB)
+        "POWERTOOLS_SERVICE_NAME": sub("${Prefix}-predict")}, PREDICT_TIMEOUT_S, PREDICT_MEMORY_MB,
+        posture.PREDICT)
     on_upload = function(ON_UPLOAD_MODULE, {
         "STATE_MACHINE_ARN": ref("StateMachine"), "DATASET_PREFIX": ref("DatasetPrefix"),
         "EXECUTION_INPUT": ref("TriggerExecutionInput"),
-        "POWERTOOLS_SERVICE_NAME": sub("${Prefix}-trigger")}, ON_UPLOAD_TIMEOUT_S, 256)
+        "POWERTOOLS_SERVICE_NAME": sub("${Prefix}-trigger")}, ON_UPLOAD_TIMEOUT_S, 256,
+        posture.ON_UPLOAD)
     # The only asynchronously invoked function (by EventBridge): failed events go to the queue.
     on_upload["Properties"]["DeadLetterConfig"] = {"TargetArn": arn_of(DEAD_LETTER_QUEUE)}
     resources[function_id(ON_UPLOAD_MODULE)] = on_upload
