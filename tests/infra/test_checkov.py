@@ -138,3 +138,9 @@ def test_the_upload_functions_failed_events_go_to_its_encrypted_queue() -> None:
     assert not [r for r in others if "DeadLetterConfig" in r["Properties"]]  # all synchronous
     [send] = [s for s in policies.on_upload_policy()["Statement"] if "sqs:SendMessage" in s["Action"]]
     assert (send["Action"], send["Resource"]) == (["sqs:SendMessage"], policies.ON_UPLOAD_DLQ_ARN)
+
+
+def test_the_readme_lists_every_waiver() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert posture.readme_table() in readme, \
+        "the README's posture table is stale; `python -m infra_scripts.cfn.posture` prints it"
