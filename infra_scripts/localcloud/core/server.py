@@ -340,6 +340,19 @@ class LocalCloud:
         return {"AWS_ACCESS_KEY_ID": keys["AccessKeyId"], "AWS_SECRET_ACCESS_KEY": keys["SecretAccessKey"],
                 "AWS_SESSION_TOKEN": keys["SessionToken"]}
 
+    def role_client(self, role_arn: str, service: str, session_name: str, **kwargs: Any) -> Any:
+        """A client signed as an STS session of ``role_arn``: what a service does on a role's
+        behalf (SageMaker fetching a job's channels and uploading its model, Lambda writing a
+        function's logs) is authorized against that role, as on AWS."""
+        import boto3
+
+        keys = self.role_env(role_arn, session_name)
+        return boto3.session.Session().client(
+            service, endpoint_url=self.url, region_name=self.region,
+            aws_access_key_id=keys["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=keys["AWS_SECRET_ACCESS_KEY"],
+            aws_session_token=keys["AWS_SESSION_TOKEN"], **kwargs)
+
     def child_env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
         """A clean environment for local compute processes (Lambda workers, training jobs)."""
         keep = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "TORCH_HOME", "SYSTEMROOT")

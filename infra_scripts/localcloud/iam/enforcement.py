@@ -30,26 +30,21 @@ time), authorizes each request signed by an IAM principal:
 from __future__ import annotations
 
 import json
-import re
+import threading
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qs, unquote
 
 from werkzeug.wrappers import Request, Response
 
 from infra_scripts.localcloud.core.requests import CredentialScope as Signed
-from infra_scripts.localcloud.core.requests import credential_scope, peek_body
+from infra_scripts.localcloud.core.requests import credential_scope
 from infra_scripts.localcloud.core.server import LocalCloud, protocol_error
+from infra_scripts.localcloud.iam.calls import identify
+from infra_scripts.localcloud.iam.evaluation import AuthRequest, Decision, evaluate
 
 OPTIONS = "iam"
 DENIAL_KEY = "stepml.iam.denial"
 ALWAYS_ALLOWED = {"sts:GetCallerIdentity"}  # AWS answers it for any valid credentials
-
-
-@dataclass(frozen=True)
-class Call:
-    action: str  # e.g. "sagemaker:InvokeEndpoint"
-    resource: str  # ARN, or "*" for calls without a resource
 
 
 # -- who ------------------------------------------------------------------------------------------
@@ -66,199 +61,73 @@ def principal(cloud: LocalCloud, signed: Signed, headers: dict[str, str]) -> Any
         return None
 
 
-# -- what -----------------------------------------------------------------------------------------
-def _arn(signed: Signed, account: str, service: str, resource: str) -> str:
-    return f"arn:aws:{service}:{signed.region}:{account}:{resource}"
-
-
-SAGEMAKER_RESOURCES = (  # body key → resource type, first match names the call's resource
-    ("EndpointName", "endpoint"), ("EndpointConfigName", "endpoint-config"),
-    ("ModelName", "model"), ("TrainingJobName", "training-job"),
-    ("HyperParameterTuningJobName", "hyper-parameter-tuning-job"),
-)
-LAMBDA_PATHS = (  # (method, path regex, action); the function name is group "fn"
-    ("POST", r"/2015-03-31/functions/(?P<fn>[^/]+)/invocations/?", "lambda:InvokeFunction"),
-    ("GET", r"/2015-03-31/functions/(?P<fn>[^/]+)/?", "lambda:GetFunction"),
-    ("DELETE", r"/2015-03-31/functions/(?P<fn>[^/]+)/?", "lambda:DeleteFunction"),
-    ("GET", r"/2015-03-31/functions/(?P<fn>[^/]+)/configuration/?",
-     "lambda:GetFunctionConfiguration"),
-    ("PUT", r"/2015-03-31/functions/(?P<fn>[^/]+)/configuration/?",
-     "lambda:UpdateFunctionConfiguration"),
-    ("PUT", r"/2015-03-31/functions/(?P<fn>[^/]+)/code/?", "lambda:UpdateFunctionCode"),
-    ("POST", r"/2015-03-31/functions/(?P<fn>[^/]+)/versions/?", "lambda:PublishVersion"),
-    ("GET", r"/2015-03-31/functions/(?P<fn>[^/]+)/versions/?", "lambda:ListVersionsByFunction"),
-    ("POST", r"/2015-03-31/functions/(?P<fn>[^/]+)/aliases/?", "lambda:CreateAlias"),
-    ("PUT", r"/2015-03-31/functions/(?P<fn>[^/]+)/aliases/[^/]+/?", "lambda:UpdateAlias"),
-    ("PUT", r"/2017-10-31/functions/(?P<fn>[^/]+)/concurrency/?", "lambda:PutFunctionConcurrency"),
-    ("PUT", r"/2019-09-30/functions/(?P<fn>[^/]+)/provisioned-concurrency/?",
-     "lambda:PutProvisionedConcurrencyConfig"),
-    ("GET", r"/2019-09-30/functions/(?P<fn>[^/]+)/provisioned-concurrency/?",
-     "lambda:GetProvisionedConcurrencyConfig"),
-    ("DELETE", r"/2019-09-30/functions/(?P<fn>[^/]+)/provisioned-concurrency/?",
-     "lambda:DeleteProvisionedConcurrencyConfig"),
-)
-STATES_ARN_KEYS = ("executionArn", "stateMachineArn")
-
-
-def _json_body(request: Request) -> dict:
-    try:
-        body = json.loads(peek_body(request) or b"{}")
-    except ValueError:
-        return {}
-    return body if isinstance(body, dict) else {}
-
-
-def sagemaker_call(request: Request, signed: Signed, account: str) -> Call | None:
-    runtime = re.fullmatch(r"/endpoints/([^/]+)/(async-)?invocations", request.path)
-    if runtime and request.method == "POST":
-        action = "InvokeEndpointAsync" if runtime.group(2) else "InvokeEndpoint"
-        name = unquote(runtime.group(1)).lower()  # SageMaker ARNs are lower case
-        return Call(f"sagemaker:{action}", _arn(signed, account, "sagemaker", f"endpoint/{name}"))
-    target = request.headers.get("X-Amz-Target", "")
-    if not target.startswith("SageMaker."):
-        return None
-    operation, body = target.split(".", 1)[1], _json_body(request)
-    for key, kind in SAGEMAKER_RESOURCES:
-        if isinstance(body.get(key), str):
-            resource = f"{kind}/{body[key].lower()}"
-            return Call(f"sagemaker:{operation}", _arn(signed, account, "sagemaker", resource))
-    if isinstance(body.get("ResourceArn"), str):
-        return Call(f"sagemaker:{operation}", body["ResourceArn"])
-    return Call(f"sagemaker:{operation}", "*") if operation.startswith("List") else None
-
-
-def lambda_call(request: Request, signed: Signed, account: str) -> Call | None:
-    for method, pattern, action in LAMBDA_PATHS:
-        found = re.fullmatch(pattern, request.path)
-        if found and request.method == method:
-            name = unquote(found.group("fn"))
-            qualifier = request.args.get("Qualifier")
-            if name.startswith("arn:"):
-                arn = name
-            else:
-                name, _, inline = name.partition(":")
-                qualifier = qualifier or inline or None
-                arn = _arn(signed, account, "lambda", f"function:{name}")
-            return Call(action, f"{arn}:{qualifier}" if qualifier and arn.count(":") == 6 else arn)
-    if request.method == "GET" and re.fullmatch(r"/2015-03-31/functions/?", request.path):
-        return Call("lambda:ListFunctions", "*")
-    return None
-
-
-def _bucket_and_key(request: Request) -> tuple[str, str]:
-    host = request.host.split(":")[0]
-    virtual = re.match(r"^(.+?)\.(s3[.-]|localhost)", host)
-    if virtual and not host.startswith("s3."):
-        return virtual.group(1), unquote(request.path.lstrip("/"))
-    bucket, _, key = request.path.lstrip("/").partition("/")
-    return unquote(bucket), unquote(key)
-
-
-def s3_call(request: Request) -> Call | None:
-    bucket, key = _bucket_and_key(request)
-    sub = set(request.args) - {"versionId", "list-type", "prefix", "delimiter", "max-keys",
-                               "continuation-token", "start-after", "encoding-type",
-                               "fetch-owner", "x-id", "partNumber"}
-    if not bucket:
-        return Call("s3:ListAllMyBuckets", "*") if request.method == "GET" else None
-    if sub:
-        return None  # sub-resources (acl, policy, tagging, uploads…) are not modelled
-    bucket_arn = f"arn:aws:s3:::{bucket}"
-    if key:
-        actions = {"GET": "s3:GetObject", "HEAD": "s3:GetObject", "PUT": "s3:PutObject",
-                   "DELETE": "s3:DeleteObject"}
-        action = actions.get(request.method)
-        return Call(action, f"{bucket_arn}/{key}") if action else None
-    if request.method in ("GET", "HEAD"):
-        return Call("s3:ListBucket", bucket_arn)
-    return None
-
-
-def states_call(request: Request) -> Call | None:
-    target = request.headers.get("X-Amz-Target", "")
-    if not target.startswith("AWSStepFunctions."):
-        return None
-    operation, body = target.split(".", 1)[1], _json_body(request)
-    for key in STATES_ARN_KEYS:
-        if isinstance(body.get(key), str):
-            return Call(f"states:{operation}", body[key])
-    return Call(f"states:{operation}", "*") if operation.startswith("List") else None
-
-
-def sts_call(request: Request) -> Call | None:
-    form = parse_qs(peek_body(request).decode("utf-8", "replace"))
-    action = (request.args.get("Action") or form.get("Action", [""])[0])
-    if action == "GetCallerIdentity":
-        return Call("sts:GetCallerIdentity", "*")
-    if action == "AssumeRole" and form.get("RoleArn"):
-        return Call("sts:AssumeRole", form["RoleArn"][0])
-    return None
-
-
-def identify(request: Request, signed: Signed, account: str) -> Call | None:
-    """The call's action and resource, or None when the local cloud cannot name them."""
-    if signed.service == "sagemaker":
-        return sagemaker_call(request, signed, account)
-    if signed.service == "lambda":
-        return lambda_call(request, signed, account)
-    if signed.service == "s3":
-        return s3_call(request)
-    if signed.service == "states":
-        return states_call(request)
-    if signed.service == "sts":
-        return sts_call(request)
-    return None
-
-
 # -- how ------------------------------------------------------------------------------------------
-def documents(who: Any) -> list[dict]:
-    """The principal's policy documents as dicts (moto hands back several shapes)."""
+def named_documents(who: Any) -> list[tuple[str, dict]]:
+    """The principal's identity policies as (name, document) pairs; the name starts the
+    statement ids decisions record. moto's ``collect_policies`` drops the names of a role's
+    inline policies, so a role's are read here."""
     from moto.iam.models import Policy
 
-    found = []
-    for policy in who.collect_policies():
+    role = getattr(who, "_owner_role_name", None)
+    if role is not None:
+        if role not in {r.name for r in who.backend.roles.values()}:
+            return []  # a session of a role deleted since (or never made): nothing is allowed
+        inline = [(name, who.backend.get_role_policy(role, name)[1])
+                  for name in who.backend.list_role_policies(role)]
+        attached = who.backend.list_attached_role_policies(role)[0]
+    else:
+        inline, attached = [], []
+        for policy in who.collect_policies():
+            if isinstance(policy, dict) and "policy_document" in policy:
+                inline.append((str(policy.get("policy_name")), policy["policy_document"]))
+            else:
+                attached.append(policy)
+    found = list(inline)
+    for policy in attached:
         if isinstance(policy, Policy):
-            policy = next(v.document for v in policy.versions if v.is_default)
-        elif isinstance(policy, dict) and "policy_document" in policy:
-            policy = policy["policy_document"]
-        found.append(json.loads(policy) if isinstance(policy, str) else policy)
-    return found
+            found.append((policy.name, next(v.document for v in policy.versions if v.is_default)))
+    return [(name, json.loads(doc) if isinstance(doc, str) else doc) for name, doc in found]
 
 
-def statement_result(statement: dict, action: str, resource: str) -> Any:
-    """moto's verdict on one statement; a statement whose condition fails does not apply."""
-    from moto.iam.access_control import IAMPolicyStatement, PermissionResult
+@dataclass(frozen=True)
+class Decided:
+    """One authorization of one request: who, what, and the statements that allowed it."""
+    principal: str
+    request: AuthRequest | None  # None: the local cloud could not name the call
+    decision: Decision | None
 
-    bare = {key: value for key, value in statement.items() if key != "Condition"}
-    result = IAMPolicyStatement(bare).is_action_permitted(action, resource)
-    if result is PermissionResult.NEUTRAL or "Condition" not in statement:
-        return result
-    probe = {"Effect": "Allow", "Action": action, "Resource": "*",
-             "Condition": statement["Condition"]}
-    holds = IAMPolicyStatement(probe).is_action_permitted(action, "*")
-    return result if holds is PermissionResult.PERMITTED else PermissionResult.NEUTRAL
-
-
-def is_allowed(policy_documents: list[dict], call: Call) -> bool:
-    from moto.iam.access_control import PermissionResult
-
-    allowed = False
-    for document in policy_documents:
-        statements = document.get("Statement", [])
-        for statement in statements if isinstance(statements, list) else [statements]:
-            result = statement_result(statement, call.action, call.resource)
-            if result is PermissionResult.DENIED:
-                return False
-            allowed = allowed or result is PermissionResult.PERMITTED
-    return allowed
+    @property
+    def allowed(self) -> bool:
+        return self.decision is not None and self.decision.allowed
 
 
 # -- the route ------------------------------------------------------------------------------------
 class IamEnforcement:
     def __init__(self, cloud: LocalCloud) -> None:
         self.cloud = cloud
-        self.enforce = bool(cloud.settings.option(OPTIONS, "enforce", False))
-        self.decisions: list[tuple[str, Call | None, bool]] = []  # (principal, call, allowed)
+        self.enforce = bool(cloud.settings.option(OPTIONS, "enforce", True))
+        self.decisions: list[Decided] = []
+        self._lock = threading.Lock()
+
+    def authorize(self, who: Any, signed: Signed, request: Request) -> Decided | None:
+        """The first authorization the request fails, or None when every one is allowed."""
+        calls = identify(request, signed, self.cloud.account_id)
+        if calls is None:
+            return self._record(Decided(who.arn, None, None))
+        documents = None
+        for call in calls:
+            if call.action in ALWAYS_ALLOWED:
+                continue
+            documents = documents if documents is not None else named_documents(who)
+            decided = self._record(Decided(who.arn, call, evaluate(documents, call)))
+            if not decided.allowed:
+                return decided
+        return None
+
+    def _record(self, decided: Decided) -> Decided:
+        with self._lock:
+            self.decisions.append(decided)
+        return decided
 
     def denies(self, request: Request) -> bool:
         """Route matcher: True (and the denial stashed) when the request must be refused."""
@@ -269,14 +138,11 @@ class IamEnforcement:
             return False
         who = principal(self.cloud, signed, dict(request.headers))
         if who is None:
-            return False
-        call = identify(request, signed, self.cloud.account_id)
-        allowed = call is not None and (call.action in ALWAYS_ALLOWED
-                                        or is_allowed(documents(who), call))
-        self.decisions.append((who.arn, call, allowed))
-        if not allowed:
-            request.environ[DENIAL_KEY] = (signed.service, _message(who.arn, call))
-        return not allowed
+            return False  # the cloud's administrator
+        failed = self.authorize(who, signed, request)
+        if failed is not None:
+            request.environ[DENIAL_KEY] = (signed.service, _message(failed))
+        return failed is not None
 
     @staticmethod
     def respond(request: Request) -> Response:
@@ -288,12 +154,15 @@ class IamEnforcement:
         return protocol_error(request, service, 403, code, message)
 
 
-def _message(arn: str, call: Call | None) -> str:
+def _message(decided: Decided) -> str:
+    arn, call = decided.principal, decided.request
     if call is None:
         return (f"User: {arn} is not authorized to perform this call: the local cloud's IAM "
                 "enforcement cannot name its action and resource, so it denies it")
-    return (f"User: {arn} is not authorized to perform: {call.action} on resource: "
-            f"{call.resource} because no identity-based policy allows the {call.action} action")
+    why = ("with an explicit deny in an identity-based policy"
+           if decided.decision is not None and decided.decision.reason == "explicit-deny"
+           else f"because no identity-based policy allows the {call.action} action")
+    return f"User: {arn} is not authorized to perform: {call.action} on resource: {call.resource} {why}"
 
 
 def install(cloud: LocalCloud) -> IamEnforcement:

@@ -20,7 +20,9 @@ unsigned → ``MissingAuthenticationToken`` (S3: ``AccessDenied``); unknown key 
 "Signature expired"; an expired session → ``ExpiredTokenException`` (query: ``ExpiredToken``).
 
 moto's Step Functions interpreter calls Lambda and other services over HTTP with the fixed key
-``ak``; its client factory is replaced so it signs as the cloud's administrator.
+``ak``; its client factory is replaced so that a Lambda Task is signed with an STS session of the
+executing state machine's ``roleArn`` (as Step Functions invokes it), anything else as the cloud's
+administrator.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from __future__ import annotations
 import hmac
 import re
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -41,6 +44,7 @@ from infra_scripts.localcloud.core.server import LocalCloud, protocol_error
 OPTIONS = "signatures"
 REFUSAL_KEY = "stepml.signature.refusal"
 MAX_SKEW_S = 15 * 60
+ROLE_SESSION_REUSE_S = 3600  # the sessions last 12 h (LocalCloud.role_env)
 _AUTHORIZATION = re.compile(r"AWS4-HMAC-SHA256 Credential=([^/]+)/(\d{8})/([^/]+)/([^/]+)/aws4_request,"
                             r"\s*SignedHeaders=([^,]+),\s*Signature=([0-9a-f]{64})")
 JSON_CODES = {"missing": "MissingAuthenticationTokenException", "unknown": "UnrecognizedClientException",
@@ -180,14 +184,49 @@ def respond(request: Request) -> Response:
     return protocol_error(request, service, 403, codes[kind], message)
 
 
-def sign_interpreter_calls(cloud: LocalCloud) -> None:
-    """moto's Step Functions interpreter signs with ``ak``/``sk``; make it the administrator."""
+class StateMachineRoles:
+    """The interpreter's calls, signed as the executing state machine's role (Step Functions
+    invokes Tasks with the role's credentials), with one cached STS session per role."""
+
+    def __init__(self, cloud: LocalCloud) -> None:
+        self.cloud = cloud
+        self.current = threading.local()  # .role_arn while a Lambda Task is invoked
+        self._sessions: dict[str, tuple[float, dict[str, str]]] = {}
+        self._lock = threading.Lock()
+
+    def keys(self) -> dict[str, str]:
+        role_arn = getattr(self.current, "role_arn", None)
+        if not role_arn:  # only Lambda Tasks are associated with a role (all the workflow has)
+            return dict(self.cloud.credentials)
+        with self._lock:
+            made, keys = self._sessions.get(role_arn, (None, {}))
+            if made is None or time.monotonic() - made > ROLE_SESSION_REUSE_S:
+                keys = self.cloud.role_env(role_arn, "StepFunctions")
+                self._sessions[role_arn] = (time.monotonic(), keys)
+        return keys
+
+    def as_role(self, original: Any) -> Any:
+        def invoke_as_role(env: Any, *args: Any, **kwargs: Any) -> Any:
+            self.current.role_arn = env.aws_execution_details.role_arn
+            try:
+                return original(env, *args, **kwargs)
+            finally:
+                self.current.role_arn = None
+
+        return invoke_as_role
+
+
+def sign_interpreter_calls(cloud: LocalCloud) -> StateMachineRoles:
+    """moto's Step Functions interpreter signs with ``ak``/``sk``: sign its Lambda Tasks as the
+    state machine's role, anything else as the administrator."""
     import importlib
     import pkgutil
 
     import moto.stepfunctions.parser.asl as asl
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils
     from moto.stepfunctions.parser.asl.utils import boto_client
 
+    roles = StateMachineRoles(cloud)
     for info in pkgutil.walk_packages(asl.__path__, asl.__name__ + "."):
         try:  # import every user of the factory now, so each module's reference is replaced
             importlib.import_module(info.name)
@@ -197,14 +236,19 @@ def sign_interpreter_calls(cloud: LocalCloud) -> None:
 
     def signed_client_for(region: str, service: str, state_credentials: Any = None) -> Any:
         client = original(region, service, state_credentials)
+        keys = roles.keys()
         credentials = client._request_signer._credentials  # the SDK's own signer, re-keyed
-        credentials.access_key = cloud.credentials["AWS_ACCESS_KEY_ID"]
-        credentials.secret_key = cloud.credentials["AWS_SECRET_ACCESS_KEY"]
+        credentials.access_key = keys["AWS_ACCESS_KEY_ID"]
+        credentials.secret_key = keys["AWS_SECRET_ACCESS_KEY"]
+        credentials.token = keys.get("AWS_SESSION_TOKEN")
         return client
 
     for module in list(sys.modules.values()):
         if getattr(module, "boto_client_for", None) is original:
             cloud.patch(module, "boto_client_for", signed_client_for)
+    for name in ("execute_lambda_function_integration", "exec_lambda_function"):
+        cloud.patch(lambda_eval_utils, name, roles.as_role(getattr(lambda_eval_utils, name)))
+    return roles
 
 
 def install(cloud: LocalCloud) -> None:

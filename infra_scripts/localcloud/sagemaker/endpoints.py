@@ -247,11 +247,14 @@ class SageMakerEndpoints:
 
     def _launch_spec(self, state: EndpointState, variant: dict[str, Any]) -> LaunchSpec:
         container = self._container(state.backend, variant["ModelName"])
-        model_source = self.artifacts.stage(container)
-        environment = {str(k): str(v) for k, v in (container.get("Environment") or {}).items()}
-        # Each instance runs as the model's ExecutionRoleArn, as SageMaker hosting does.
+        # SageMaker hosting fetches the model data and runs each instance as the model's
+        # ExecutionRoleArn.
         model = state.backend.describe_model(variant["ModelName"])
-        environment.update(self.cloud.role_env(model.execution_role_arn, f"SageMaker-{state.key[2]}"))
+        session = f"SageMaker-{state.key[2]}"
+        model_source = self.artifacts.stage(container, self.cloud.role_client(
+            model.execution_role_arn, "s3", session))
+        environment = {str(k): str(v) for k, v in (container.get("Environment") or {}).items()}
+        environment.update(self.cloud.role_env(model.execution_role_arn, session))
         startup = variant.get("ContainerStartupHealthCheckTimeoutInSeconds")
         command = self.option("server_command", None)
         return LaunchSpec(

@@ -313,9 +313,10 @@ class ArtifactStore:
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
 
-    def stage(self, container: dict[str, Any]) -> Path:
+    def stage(self, container: dict[str, Any], s3_client: Any = None) -> Path:
         """The container's model data: a downloaded model.tar.gz (checked to be one), or a
-        directory for uncompressed data or none."""
+        directory for uncompressed data or none; read with ``s3_client`` (SageMaker reads it as
+        the model's execution role) or the store's own."""
         source = container.get("ModelDataSource", {}).get("S3DataSource")
         url = container.get("ModelDataUrl") or (source or {}).get("S3Uri")
         if not url:
@@ -324,7 +325,7 @@ class ArtifactStore:
             return target
         compressed = (source or {}).get("CompressionType", "Gzip") != "None"
         bucket, key = _split_s3_url(url)
-        client = self._s3_client()
+        client = s3_client or self._s3_client()
         version = self._version(client, bucket, key, compressed)
         digest = hashlib.sha256(f"{url}|{version}".encode()).hexdigest()[:20]
         target = self.root / (f"{digest}.tar.gz" if compressed else digest)

@@ -290,17 +290,17 @@ class LocalTraining:
             if source.get("S3DataType", "S3Prefix") != "S3Prefix":
                 raise JobError(f"channel {name}: S3DataType {source['S3DataType']} is not "
                                "supported locally (use S3Prefix)")
-            count = self._download_prefix(source["S3Uri"], run.root / "input" / "data" / name)
+            count = self._download_prefix(run, source["S3Uri"], run.root / "input" / "data" / name)
             if count == 0:
                 raise JobError(f'No S3 objects found under S3 URL "{source["S3Uri"]}" given in '
                                f"input data source of channel {name}.")
         checkpoint = run.job.checkpoint_config or {}
         if checkpoint.get("S3Uri"):
-            self._download_prefix(checkpoint["S3Uri"], run.host_dir("algo-1") / "checkpoints")
+            self._download_prefix(run, checkpoint["S3Uri"], run.host_dir("algo-1") / "checkpoints")
 
-    def _download_prefix(self, uri: str, target: Path) -> int:
+    def _download_prefix(self, run: TrainingRun, uri: str, target: Path) -> int:
         bucket, prefix = split_s3_uri(uri)
-        s3 = self._s3()
+        s3 = self._s3(run)
         keys = list(_list_keys(s3, bucket, prefix))
         target.mkdir(parents=True, exist_ok=True)
 
@@ -458,16 +458,16 @@ class LocalTraining:
         primary = run.host_dir("algo-1")
         output = job.output_data_config["S3OutputPath"].rstrip("/")
         model_uri = f"{output}/{run.name}/output/model.tar.gz"
-        self._upload_tar(primary / "model", model_uri)
+        self._upload_tar(run, primary / "model", model_uri)
         set_fields(job, model_artifacts={"S3ModelArtifacts": model_uri})
         if any((primary / "output" / "data").iterdir()):
-            self._upload_tar(primary / "output" / "data",
+            self._upload_tar(run, primary / "output" / "data",
                              f"{output}/{run.name}/output/output.tar.gz")
         checkpoint = job.checkpoint_config or {}
         if checkpoint.get("S3Uri"):
-            self._upload_dir(primary / "checkpoints", checkpoint["S3Uri"])
+            self._upload_dir(run, primary / "checkpoints", checkpoint["S3Uri"])
 
-    def _upload_tar(self, source: Path, uri: str) -> None:
+    def _upload_tar(self, run: TrainingRun, source: Path, uri: str) -> None:
         archive = source.parent / (source.name + ".tar.gz")
         # Level 1: weights barely compress and level 9 costs seconds per 45 MB.
         with tarfile.open(archive, "w:gz", compresslevel=1) as tar:
@@ -475,21 +475,21 @@ class LocalTraining:
                 tar.add(path, arcname=str(path.relative_to(source)), recursive=False)
         bucket, key = split_s3_uri(uri)
         try:
-            self._s3().upload_file(str(archive), bucket, key)
+            self._s3(run).upload_file(str(archive), bucket, key)
         except Exception as error:
             raise JobError(f"Unable to upload model artifacts to {uri}: {error}") from None
 
-    def _upload_dir(self, source: Path, uri: str) -> None:
+    def _upload_dir(self, run: TrainingRun, source: Path, uri: str) -> None:
         bucket, prefix = split_s3_uri(uri)
-        s3 = self._s3()
+        s3 = self._s3(run)
         for path in sorted(p for p in source.rglob("*") if p.is_file()):
             key = f"{prefix.rstrip('/')}/{path.relative_to(source).as_posix()}".lstrip("/")
             s3.upload_file(str(path), bucket, key)
 
-    def _s3(self) -> Any:
-        # A session per call: boto3's default session is not safe to share across threads.
-
-        return self.cloud.boto3_client("s3")
+    def _s3(self, run: TrainingRun) -> Any:
+        """S3 as the job's role: SageMaker reads the channels and writes the model with the
+        RoleArn's permissions. A session per call: boto3's default one is not thread-safe."""
+        return self.cloud.role_client(run.job.role_arn, "s3", f"SageMaker-{run.name}")
 
 
 def _require_s3_source(run: TrainingRun) -> None:
