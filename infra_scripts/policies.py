@@ -81,7 +81,6 @@ def bucket_arn(key: str | None = None) -> str:
 
 
 STATE_MACHINE_ARN = f"arn:{PARTITION}:states:{REGION}:{ACCOUNT}:stateMachine:{PREFIX}-pipeline"
-EXECUTIONS_ARN = f"arn:{PARTITION}:states:{REGION}:{ACCOUNT}:execution:{PREFIX}-pipeline:*"
 INSTANCE_PROFILE_ARN = f"arn:{PARTITION}:iam::{ACCOUNT}:instance-profile/{PREFIX}-ec2-training"
 ENDPOINT_LOG_GROUP = f"/aws/sagemaker/Endpoints/{ENDPOINT}"
 
@@ -139,9 +138,10 @@ def _describe_images() -> Statement:
 def state_machine_policy() -> Policy:
     functions = [function_arn(m) for m in TASK_HANDLERS.values()]
     return _doc(
+        # Only invoking: a redrive is the user's call (states:RedriveExecution on the caller),
+        # after which Step Functions invokes the Tasks with this role again.
         _allow("InvokeOwnTaskFunctions", ["lambda:InvokeFunction"],
                functions + [f"{arn}:*" for arn in functions]),
-        _allow("RedriveOwnExecutions", ["states:RedriveExecution"], EXECUTIONS_ARN),
     )
 
 
@@ -197,9 +197,8 @@ def hosting_handlers_policy() -> Policy:
         _allow("DeployTheOneEndpoint", ["sagemaker:CreateEndpoint", "sagemaker:UpdateEndpoint"],
                [endpoint, configs]),
         _allow("TagTheOneEndpoint", ["sagemaker:AddTags"], endpoint),
-        _allow("ReadAndScaleTheOneEndpoint", [
-            "sagemaker:DescribeEndpoint", "sagemaker:ListTags",
-            "sagemaker:UpdateEndpointWeightsAndCapacities"], endpoint),
+        _allow("ReadTheOneEndpoint", [
+            "sagemaker:DescribeEndpoint", "sagemaker:ListTags"], endpoint),
         _pass_role("PassSageMakerRoleToModels", "sagemaker", "sagemaker.amazonaws.com"),
         # Scalable-target ARNs end in a random id, so they cannot be named ahead of time; the
         # namespace and dimension conditions keep these to SageMaker variant capacity.

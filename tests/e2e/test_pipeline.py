@@ -1,6 +1,8 @@
 """End to end on the local cloud: the deployed state machine trains for real (SageMaker job or
-EC2 instance), serves from a real endpoint, and answers a smoke prediction; a failing training
-run ends in Fail via Cleanup and leaves nothing running."""
+EC2 instance, or tuning first), serves from a real endpoint, and answers a smoke prediction; a
+failing training run ends in Fail via Cleanup and leaves nothing running. IAM enforcement is on
+(the local cloud's default) and every process runs as its role; the last tests measure least
+privilege over these runs and confirm it with real removals."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import pytest
 
 from infra_scripts.deploy import Deployer
 from infra_scripts.localcloud.core.server import LocalCloud
+from infra_scripts.localcloud.iam import least_privilege
 from infra_scripts.run import execution_input, make_sample_dataset, start_execution
 from infra_scripts.trigger import upload_dataset
 from statemachine.config import PipelineConfig
@@ -87,3 +90,83 @@ def test_failing_training_ends_in_fail_via_cleanup_leaving_nothing_running(stack
     reservations = deployer.client("ec2").describe_instances(Filters=[
         {"Name": "instance-state-name", "Values": ["pending", "running"]}])["Reservations"]
     assert reservations == []
+
+
+def test_tuning_path_with_no_reserved_concurrency_reaches_succeed(stack):
+    """HPO first (two trials), then training with the best; reserved concurrency 0 removes the
+    predict function's reservation (DeleteFunctionConcurrency)."""
+    _, deployer, _, dataset_uri = stack
+    document = execution_input(dataset_uri, "sagemaker", local=True)
+    document["tuning"] = {"max_jobs": 2, "max_parallel_jobs": 2}
+    document["predict"] = {"reserved_concurrency": 0, "provisioned_concurrency": 0}
+    described, output = run_execution(stack, document, name="e2e-tuning")
+    assert described["status"] == "SUCCEEDED", described.get("cause")
+    assert output["tuning_job"]["best_job"]
+    assert output["smoke_test"]["correct"] is True
+
+
+# -- least privilege, measured over the runs above ----------------------------------------------
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+
+
+def test_every_allow_statement_is_the_only_one_allowing_some_request(stack):
+    """Every statement × action of every role alone allowed at least one request of the runs
+    above (both backends, the tuning path, the failure path through Cleanup), so removing it
+    makes that request fail with AccessDenied in the state named in the table; the only
+    exceptions are what AWS's services do with the role and the local cloud does directly
+    (least_privilege.SERVICE_SIDE). Runs after the pipelines of this module (pytest keeps file
+    order)."""
+    cloud, deployer, _, _ = stack
+    decisions = cloud.extensions["iam.enforcement"].decisions
+    executions = deployer.client("stepfunctions").list_executions(
+        stateMachineArn=stack[2].state_machine_arn)["executions"]
+    assert {e["name"] for e in executions} >= {"e2e-sagemaker", "e2e-ec2", "e2e-failing",
+                                               "e2e-tuning"}, "run the whole module"
+    assert not [d for d in decisions if not d.allowed], "a request of a passing run was denied"
+    rows = least_privilege.needs(deployer.config, decisions)
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / "least-privilege.md").write_text(least_privilege.markdown(rows))
+    assert [(r.role, r.sid, r.action) for r in least_privilege.unneeded(rows)] == []
+
+
+def history_failure(deployer: Deployer, execution_arn: str) -> tuple[str, str]:
+    """(the state whose Task failed first, its error cause)."""
+    events = deployer.client("stepfunctions").get_execution_history(
+        executionArn=execution_arn, maxResults=1000)["events"]
+    state = ""
+    for event in events:
+        if "stateEnteredEventDetails" in event:
+            state = event["stateEnteredEventDetails"]["name"]
+        for key in ("lambdaFunctionFailedEventDetails", "taskFailedEventDetails"):
+            if key in event:
+                return state, event[key].get("cause", "")
+    raise AssertionError("no Task failed")
+
+
+REMOVALS = [  # (role key, statement Sid, the state that must fail with AccessDenied)
+    ("state-machine", "InvokeOwnTaskFunctions", "ValidateInput"),
+    ("handlers-training", "ListDatasets", "ValidateInput"),
+    ("handlers-training", "PassSageMakerRoleToSageMaker", "StartSageMakerTraining"),
+]
+
+
+@pytest.mark.parametrize(("key", "sid", "state"), REMOVALS, ids=[r[1] for r in REMOVALS])
+def test_removing_a_statement_fails_its_state_with_access_denied(stack, key, sid, state):
+    """Real removal runs confirming rows of the table: the deployed role without that one
+    statement, the same execution input as the passing run."""
+    _, deployer, _, dataset_uri = stack
+    iam, role = deployer.client("iam"), f"{deployer.config.prefix}-{key}"
+    (name,) = iam.list_role_policies(RoleName=role)["PolicyNames"]
+    document = iam.get_role_policy(RoleName=role, PolicyName=name)["PolicyDocument"]
+    reduced = {**document, "Statement": [s for s in document["Statement"] if s["Sid"] != sid]}
+    assert len(reduced["Statement"]) == len(document["Statement"]) - 1
+    iam.put_role_policy(RoleName=role, PolicyName=name, PolicyDocument=json.dumps(reduced))
+    try:
+        described, _ = run_execution(stack, execution_input(dataset_uri, "sagemaker", local=True),
+                                     name=f"e2e-without-{sid}")
+    finally:
+        iam.put_role_policy(RoleName=role, PolicyName=name, PolicyDocument=json.dumps(document))
+    assert described["status"] == "FAILED"
+    failed_state, cause = history_failure(deployer, described["executionArn"])
+    assert failed_state == state
+    assert "AccessDenied" in cause, cause

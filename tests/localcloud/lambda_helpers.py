@@ -7,11 +7,7 @@ import json
 import zipfile
 from typing import Any
 
-ROLE_POLICY = json.dumps({
-    "Version": "2012-10-17",
-    "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"},
-                   "Action": "sts:AssumeRole"}],
-})
+from tests.roles import service_role
 
 
 def zip_files(files: dict[str, str]) -> bytes:
@@ -23,11 +19,7 @@ def zip_files(files: dict[str, str]) -> bytes:
 
 
 def lambda_role(cloud: Any, name: str = "test-lambda-role") -> str:
-    iam = cloud.boto3_client("iam")
-    try:
-        return iam.get_role(RoleName=name)["Role"]["Arn"]
-    except iam.exceptions.NoSuchEntityException:
-        return iam.create_role(RoleName=name, AssumeRolePolicyDocument=ROLE_POLICY)["Role"]["Arn"]
+    return service_role(cloud, name, "lambda.amazonaws.com")
 
 
 def create_function(cloud: Any, name: str, source: str, handler: str = "app.handler",

@@ -28,6 +28,7 @@ from infra_scripts.localcloud.core.server import LocalCloud, LocalCloudSettings
 from infra_scripts.localcloud.ec2.instances import is_runnable, local_script
 from infra_scripts.packaging import training_source
 from tests.localcloud.test_sagemaker_training import group_alive
+from tests.roles import service_role
 
 EXTENSION = "infra_scripts.localcloud.ec2.instances"
 BUCKET = "stepml-ec2"
@@ -107,9 +108,7 @@ def training_profile(cloud: LocalCloud, name: str = "ec2-training") -> str:
     """An instance profile whose role the instance runs as (without one it has no credentials)."""
     iam = cloud.boto3_client("iam")
     if name not in [p["InstanceProfileName"] for p in iam.list_instance_profiles()["InstanceProfiles"]]:
-        trust = json.dumps({"Version": "2012-10-17", "Statement": [{
-            "Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]})
-        iam.create_role(RoleName=name, AssumeRolePolicyDocument=trust)
+        service_role(cloud, name, "ec2.amazonaws.com")  # the stand-in's S3 access
         iam.create_instance_profile(InstanceProfileName=name)
         iam.add_role_to_instance_profile(InstanceProfileName=name, RoleName=name)
     return name

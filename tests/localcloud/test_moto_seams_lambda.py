@@ -26,14 +26,15 @@ def test_lambda_backend_exposes_what_the_runtime_reads():
     from moto.backends import get_backend
     from moto.core import DEFAULT_ACCOUNT_ID
 
-    from tests.localcloud.lambda_helpers import ROLE_POLICY, zip_files
+    from tests.localcloud.lambda_helpers import zip_files
+    from tests.roles import trust
 
     assert "qualifier" in inspect.signature(LambdaBackend.get_function).parameters, (
         "LambdaBackend.get_function(name_or_arn, qualifier) changed: lambda_runtime.resolve needs it"
     )
     with mock_aws():
         role = boto3.client("iam").create_role(
-            RoleName="r", AssumeRolePolicyDocument=ROLE_POLICY)["Role"]["Arn"]
+            RoleName="r", AssumeRolePolicyDocument=trust("lambda.amazonaws.com"))["Role"]["Arn"]
         boto3.client("lambda").create_function(
             FunctionName="f", Runtime="python3.11", Role=role, Handler="app.handler",
             Code={"ZipFile": zip_files({"app.py": "def handler(e, c): pass"})})

@@ -24,6 +24,7 @@ from botocore.exceptions import ClientError
 from infra_scripts.localcloud.core.server import LocalCloud, LocalCloudSettings
 from infra_scripts.packaging import serving_environment
 from infra_scripts.packaging import tar_gz as tarball
+from tests.roles import service_role
 
 ENDPOINTS = "infra_scripts.localcloud.sagemaker.endpoints"
 BUCKET = "models"
@@ -125,6 +126,11 @@ def put_object(cloud: LocalCloud, key: str, data: bytes) -> str:
 SERVING_ENV = serving_environment("us-east-1")  # what CreateModel's handler sets
 
 
+def model_role(cloud: LocalCloud) -> str:
+    """The models' execution role (``ROLE``), with the stand-in's access: instances run as it."""
+    return service_role(cloud, ROLE.rsplit("/", 1)[1], "sagemaker.amazonaws.com")
+
+
 def create_config(cloud: LocalCloud, name: str, standin: dict[str, Any] | None = None,
                   instances: int = 1, data: bytes | None = None,
                   environment: dict[str, str] | None = None) -> str:
@@ -133,7 +139,7 @@ def create_config(cloud: LocalCloud, name: str, standin: dict[str, Any] | None =
         data = tarball({"standin.json": json.dumps(standin or {}).encode()})
     url = put_object(cloud, f"{name}/model.tar.gz", data)
     sagemaker = client(cloud, "sagemaker")
-    sagemaker.create_model(ModelName=name, ExecutionRoleArn=ROLE,
+    sagemaker.create_model(ModelName=name, ExecutionRoleArn=model_role(cloud),
                            PrimaryContainer={"Image": "local/stepml", "ModelDataUrl": url,
                                              "Environment": environment or {}})
     sagemaker.create_endpoint_config(EndpointConfigName=name, ProductionVariants=[{
@@ -256,7 +262,7 @@ def test_failed_on_bad_artifact(cloud: LocalCloud, data: bytes | None, expected:
     create_config(cloud, "bad", data=data or b"")
     if data is None:  # point the model at an object that does not exist
         sagemaker.delete_model(ModelName="bad")
-        sagemaker.create_model(ModelName="bad", ExecutionRoleArn=ROLE, PrimaryContainer={
+        sagemaker.create_model(ModelName="bad", ExecutionRoleArn=model_role(cloud), PrimaryContainer={
             "Image": "local/stepml", "ModelDataUrl": f"s3://{BUCKET}/missing/model.tar.gz"})
     sagemaker.create_endpoint(EndpointName="ep", EndpointConfigName="bad")
     description = wait_until_settled(cloud, "ep")

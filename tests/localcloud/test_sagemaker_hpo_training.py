@@ -16,6 +16,7 @@ from botocore.exceptions import ClientError
 from infra_scripts.localcloud.core.server import LocalCloud, LocalCloudSettings
 from infra_scripts.localcloud.sagemaker.hpo import candidates, sample
 from tests.localcloud.test_sagemaker_training import group_alive, source_archive, started_groups
+from tests.roles import service_role
 
 EXTENSIONS = ["infra_scripts.localcloud.sagemaker.training",
               "infra_scripts.localcloud.sagemaker.hpo"]
@@ -76,7 +77,7 @@ def tune(cloud: LocalCloud, name: str, ranges: dict[str, Any], max_jobs: int = 4
                 "TrainingImage": "local", "TrainingInputMode": "File",
                 "MetricDefinitions": [{"Name": "valid:acc", "Regex": r"valid_acc=([0-9.]+)"},
                                       {"Name": "valid:loss", "Regex": r"valid_loss=([0-9.]+)"}]},
-            "RoleArn": "arn:aws:iam::123456789012:role/training",
+            "RoleArn": service_role(cloud, "training", "sagemaker.amazonaws.com"),
             "InputDataConfig": [{"ChannelName": "training", "DataSource": {"S3DataSource": {
                 "S3DataType": "S3Prefix", "S3Uri": f"s3://{BUCKET}/data"}}}],
             "OutputDataConfig": {"S3OutputPath": f"s3://{BUCKET}/output"},

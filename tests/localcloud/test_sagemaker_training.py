@@ -19,6 +19,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from infra_scripts.localcloud.core.server import LocalCloud, LocalCloudSettings
+from tests.roles import service_role
 
 EXTENSION = "infra_scripts.localcloud.sagemaker.training"
 ROLE = "arn:aws:iam::123456789012:role/training"
@@ -138,7 +139,7 @@ def start_job(cloud: LocalCloud, name: str, hyperparameters: dict[str, str] | No
         "HyperParameters": {**SCRIPT_MODE, **(hyperparameters or {})},
         "AlgorithmSpecification": {"TrainingImage": "local", "TrainingInputMode": "File",
                                    "MetricDefinitions": METRICS},
-        "RoleArn": ROLE,
+        "RoleArn": service_role(cloud, "training", "sagemaker.amazonaws.com"),  # = ROLE
         "InputDataConfig": [{"ChannelName": "training", "DataSource": {"S3DataSource": {
             "S3DataType": "S3Prefix", "S3Uri": f"s3://{BUCKET}/data"}}}],
         "OutputDataConfig": {"S3OutputPath": f"s3://{BUCKET}/output"},

@@ -286,6 +286,30 @@ def alarm_cause(resource_id: str, alarm: str, policy_names: str) -> str:
             f"triggered policy {policy_names}")
 
 
+# Application Auto Scaling creates its service-linked role on the first RegisterScalableTarget
+# (authorized as iam:CreateServiceLinkedRole for the caller: iam/calls.py).
+LINKED_ROLES = {  # service namespace → (AWS service name, role name)
+    "sagemaker": ("sagemaker.application-autoscaling.amazonaws.com",
+                  "AWSServiceRoleForApplicationAutoScaling_SageMakerEndpoint"),
+}
+
+
+def ensure_linked_role(cloud: LocalCloud, namespace: str) -> None:
+    from moto.iam.models import iam_backends
+
+    if namespace not in LINKED_ROLES:
+        return
+    service, name = LINKED_ROLES[namespace]
+    iam = iam_backends[cloud.account_id]["global"]
+    if any(role.name == name for role in iam.roles.values()):
+        return
+    trust = {"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}]}
+    iam.create_role(name, json.dumps(trust), f"/aws-service-role/{service}/",
+                    permissions_boundary=None, description="", tags=[], max_session_duration="3600",
+                    linked_service=service)
+
+
 def install(cloud: LocalCloud) -> AutoscalingController:
     endpoints = cloud.extensions.get("sagemaker.endpoints")
     if not isinstance(endpoints, SageMakerEndpoints):
@@ -295,7 +319,9 @@ def install(cloud: LocalCloud) -> AutoscalingController:
     def register_scalable_target(backend: ApplicationAutoscalingBackend, namespace: str,
                                  r_id: str, dimension: str, *args: Any, **kwargs: Any) -> Any:
         controller.check_target(backend, namespace, r_id, dimension)
-        return original(backend, namespace, r_id, dimension, *args, **kwargs)
+        target = original(backend, namespace, r_id, dimension, *args, **kwargs)
+        ensure_linked_role(cloud, namespace)
+        return target
 
     def deregister_scalable_target(backend: ApplicationAutoscalingBackend, namespace: str,
                                    r_id: str, dimension: str) -> None:

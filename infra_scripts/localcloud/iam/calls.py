@@ -27,17 +27,13 @@ from urllib.parse import parse_qs, unquote
 
 from werkzeug.wrappers import Request
 
+from infra_scripts.localcloud.autoscaling.controller import LINKED_ROLES
 from infra_scripts.localcloud.core.requests import CredentialScope as Signed
 from infra_scripts.localcloud.core.requests import peek_body
 from infra_scripts.localcloud.iam.evaluation import AuthRequest
 
 Context = dict[str, Any]
 
-AUTOSCALING_LINKED_ROLES = {  # service namespace → (AWS service name, role path/name)
-    "sagemaker": ("sagemaker.application-autoscaling.amazonaws.com",
-                  "aws-service-role/sagemaker.application-autoscaling.amazonaws.com/"
-                  "AWSServiceRoleForApplicationAutoScaling_SageMakerEndpoint"),
-}
 TARGET_TRACKING_ALARM_ACTIONS = ("cloudwatch:PutMetricAlarm", "cloudwatch:DescribeAlarms",
                                  "cloudwatch:DeleteAlarms")
 
@@ -410,11 +406,12 @@ def autoscaling_calls(target: Target) -> list[AuthRequest] | None:
             if operation.startswith("Describe") else None
     arn = _scalable_target_arn(target, namespace, resource_id, dimension)
     calls = [AuthRequest(f"application-autoscaling:{operation}", arn, context)]
-    if operation == "RegisterScalableTarget" and namespace in AUTOSCALING_LINKED_ROLES:
-        service, role = AUTOSCALING_LINKED_ROLES[namespace]
-        if not _role_exists(target, role.rsplit("/", 1)[1]):
+    if operation == "RegisterScalableTarget" and namespace in LINKED_ROLES:
+        service, role = LINKED_ROLES[namespace]
+        if not _role_exists(target, role):
+            path = f"aws-service-role/{service}/{role}"
             calls.append(AuthRequest("iam:CreateServiceLinkedRole",
-                                     f"arn:aws:iam::{target.account}:role/{role}",
+                                     f"arn:aws:iam::{target.account}:role/{path}",
                                      {"iam:AWSServiceName": service}))
     if operation == "PutScalingPolicy" and body.get("PolicyType") == "TargetTrackingScaling":
         alarms = target.arn("cloudwatch", f"alarm:TargetTracking-{resource_id}-AlarmHigh-new")
