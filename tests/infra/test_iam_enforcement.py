@@ -36,7 +36,9 @@ EXTENSIONS = [ENFORCEMENT, "infra_scripts.localcloud.awslambda.runtime",
 CONFIG = PipelineConfig(endpoint_name="endpoint-a", bucket="stepml-enforced")
 OTHER_ENDPOINT, OTHER_BUCKET, OUTSIDE_FUNCTION = "endpoint-b", "someone-elses-data", "intruder"
 OWN_FUNCTION = CONFIG.function_name("validate_input")
-TRUSTED = {"predict": "lambda.amazonaws.com", "state-machine": "states.amazonaws.com"}
+TRUSTED = {"predict": "lambda.amazonaws.com", "state-machine": "states.amazonaws.com",
+           "handlers-training": "lambda.amazonaws.com", "handlers-hosting": "lambda.amazonaws.com",
+           "ec2-training": "ec2.amazonaws.com", "sagemaker": "sagemaker.amazonaws.com"}
 
 
 def admin(cloud: LocalCloud, service: str) -> Any:
@@ -58,6 +60,10 @@ def function_zip() -> bytes:
 def create_role(cloud: LocalCloud, key: str) -> str:
     """The stack's role ``key`` with exactly the policy the template gives it."""
     iam, name = admin(cloud, "iam"), f"{CONFIG.prefix}-{key}"
+    try:
+        return iam.get_role(RoleName=name)["Role"]["Arn"]
+    except iam.exceptions.NoSuchEntityException:
+        pass
     arn = iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(
         policies.trust(TRUSTED[key])))["Role"]["Arn"]
     document = policies.concrete_policies(CONFIG, cloud.account_id)[key]
@@ -188,3 +194,46 @@ def test_enforcement_off_lets_the_same_credentials_through(cloud: LocalCloud) ->
         enforcement.enforce = True
     denied(runtime.invoke_endpoint, EndpointName=OTHER_ENDPOINT, Body=b"{}",
            ContentType="application/json")
+
+
+def training_job_request(role_arn: str) -> dict[str, Any]:
+    return {"TrainingJobName": "passes-a-role", "RoleArn": role_arn,
+            "AlgorithmSpecification": {"TrainingImage": "img", "TrainingInputMode": "File"},
+            "OutputDataConfig": {"S3OutputPath": f"s3://{CONFIG.bucket}/models/"},
+            "ResourceConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 1},
+            "StoppingCondition": {"MaxRuntimeInSeconds": 60},
+            "Tags": [{"Key": "stepml:run-id", "Value": "r1"}]}
+
+
+def test_training_handlers_cannot_pass_any_other_role(cloud: LocalCloud) -> None:
+    """iam:PassRole is checked with the call that passes the role (CreateTrainingJob's RoleArn),
+    as AWS does: only the stack's SageMaker role, only to SageMaker."""
+    training = assumed(cloud, create_role(cloud, "handlers-training"))
+    sagemaker = as_credentials(cloud, "sagemaker", training)
+    for other in (create_role(cloud, "predict"), create_role(cloud, "ec2-training")):
+        error = denied(sagemaker.create_training_job, **training_job_request(other))
+        assert "iam:PassRole" in error["Error"]["Message"] and other in error["Error"]["Message"]
+    jobs = admin(cloud, "sagemaker").list_training_jobs()["TrainingJobSummaries"]
+    names = [job["TrainingJobName"] for job in jobs]
+    assert "passes-a-role" not in names
+
+
+def test_handlers_cannot_touch_another_stacks_resources(cloud: LocalCloud) -> None:
+    hosting = as_credentials(cloud, "sagemaker",
+                             assumed(cloud, create_role(cloud, "handlers-hosting")))
+    described = hosting.describe_endpoint(EndpointName=CONFIG.endpoint_name)
+    assert described["EndpointStatus"] == "InService"
+    denied(hosting.describe_endpoint, EndpointName=OTHER_ENDPOINT)
+    denied(hosting.update_endpoint, EndpointName=OTHER_ENDPOINT,
+           EndpointConfigName=CONFIG.endpoint_name)
+    s3 = as_credentials(cloud, "s3", assumed(cloud, create_role(cloud, "handlers-training")))
+    denied(s3.list_objects_v2, Bucket=OTHER_BUCKET, Prefix="datasets/")
+    denied(s3.get_object, Bucket=OTHER_BUCKET, Key="datasets/x/test/a.png")
+
+
+def test_an_instance_role_reads_its_stacks_datasets_and_no_other(cloud: LocalCloud) -> None:
+    s3 = as_credentials(cloud, "s3", assumed(cloud, create_role(cloud, "ec2-training")))
+    own = s3.get_object(Bucket=CONFIG.bucket, Key="datasets/x/test/a.png")["Body"].read()
+    assert own == b"secret"
+    denied(s3.get_object, Bucket=OTHER_BUCKET, Key="datasets/x/test/a.png")
+    denied(s3.list_objects_v2, Bucket=CONFIG.bucket, Prefix="")  # s3:prefix outside its own
