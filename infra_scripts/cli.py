@@ -80,16 +80,21 @@ def load_config(ctx: click.Context, **overrides: object):
 @click.option("--dataset", "dataset_dir", type=click.Path(file_okay=False, exists=True), default=None,
               help="Local ImageFolder dataset (train/valid/test) instead of the generated sample.")
 @click.option("--skip-preflight", is_flag=True, help="With --aws: skip `stepml preflight`.")
+@click.option("--no-iam", is_flag=True,
+              help="Local cloud, debugging only: accept unsigned requests and check no permissions.")
 @click.pass_context
 def run(ctx: click.Context, backend: str | None, aws: bool, region: str | None,
-        dataset_dir: str | None, skip_preflight: bool) -> None:
+        dataset_dir: str | None, skip_preflight: bool, no_iam: bool) -> None:
     """Deploy the pipeline, upload a dataset, run one execution and follow it to the end."""
     from infra_scripts.commands.preflight_cli import run_preflight
     from infra_scripts.run import PreflightFailed, run_pipeline
 
     config = load_config(ctx)
+    if no_iam and not aws:
+        warn_no_iam()
     try:
         outcome = run_pipeline(config, backend or config.training_backend, console, aws=aws,
+                               cloud_options=NO_IAM if no_iam else None,
                                dataset_dir=Path(dataset_dir) if dataset_dir else None, region=region,
                                preflight=run_preflight if aws and not skip_preflight else None)
     except PreflightFailed as error:
@@ -121,8 +126,7 @@ def local_cloud(ctx: click.Context, port: int, account_profile: str | None,
     options: dict = {"account": {"profile": profile}}
     if no_iam:
         options.update(NO_IAM)
-        click.echo("warning: --no-iam: the local cloud accepts unsigned requests and checks no "
-                   "permissions; for debugging only, never what AWS does", err=True)
+        warn_no_iam()
     settings = LocalCloudSettings(options=options)
     with LocalCloud(port=port, settings=settings) as cloud:
         exports = export_lines(cloud)
@@ -155,6 +159,11 @@ def definition(ctx: click.Context, write: bool) -> None:
 
 
 NO_IAM = {"signatures": {"verify": False}, "iam": {"enforce": False}}
+
+
+def warn_no_iam() -> None:
+    click.echo("warning: --no-iam: the local cloud accepts unsigned requests and checks no "
+               "permissions; for debugging only, never what AWS does", err=True)
 
 
 def export_lines(cloud: LocalCloud) -> str:

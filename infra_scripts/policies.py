@@ -336,7 +336,7 @@ class RoleSpec:
 
 ROLES: tuple[RoleSpec, ...] = (
     RoleSpec("state-machine", "StateMachineRole", "states.amazonaws.com", state_machine_policy,
-             summary="invoke the stack's task functions; redrive its own executions"),
+             summary="invoke the stack's task functions (also after a redrive)"),
     RoleSpec("handlers-training", "TrainingHandlersRole", "lambda.amazonaws.com",
              training_handlers_policy, HANDLER_GROUPS["training"],
              "validate input, start/poll training and tuning on SageMaker or EC2"),

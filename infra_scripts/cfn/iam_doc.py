@@ -30,10 +30,21 @@ Tested (`tests/infra/test_lint.py`): no wildcard in any action; a `*` resource o
 action without resource-level permission, in a statement whose Sid begins
 `NoResourceLevelPermission`; `iam:PassRole` only for the SageMaker and EC2 training roles, each
 with `iam:PassedToService`; parliament (community auditors on) reports nothing beyond the
-waivers at the end; cfn-lint reports nothing on the template. Proved on the local cloud with IAM
-enforcement on (`tests/infra/test_iam_enforcement.py`): the predict role invokes its endpoint
-and is denied another endpoint, DeleteEndpoint and every bucket; the state machine role cannot
-invoke a function outside the stack.
+waivers at the end; cfn-lint reports nothing on the template. Proved on the local cloud, where
+IAM enforcement is on by default and every process runs as its role:
+
+- *Sufficient*: both pipelines, the tuning path and the failure path through Cleanup
+  (`tests/e2e/test_pipeline.py`) and a redrive (`tests/workflow/test_pipeline_redrive.py`)
+  succeed with no request denied.
+- *Minimal*: the e2e module records which statement allowed each request and asserts that every
+  statement × action was the only one allowing at least one of them (the table in
+  [Least privilege, measured](#least-privilege-measured)); three real removal runs confirm it
+  (the state named there fails with AccessDenied).
+- *Denied* (`tests/infra/test_iam_enforcement.py`): the predict role invokes its endpoint and is
+  denied another endpoint, DeleteEndpoint and every bucket; the state machine role cannot invoke
+  a function outside the stack; the training handlers cannot pass any other role; the handlers
+  cannot touch another stack's endpoint or bucket; the instance role reads its own datasets
+  only.
 
 **One endpoint per stack.** The predict function's role may invoke exactly `${EndpointName}`,
 and the hosting handlers may create, update and delete only that endpoint. An execution that

@@ -15,10 +15,11 @@ import pytest
 from infra_scripts.deploy import Deployer
 from infra_scripts.localcloud.awslambda.runtime import InvokeResult
 from infra_scripts.localcloud.core.server import DEFAULT_EXTENSIONS, LocalCloud
-from infra_scripts.run import make_sample_dataset
+from infra_scripts.localcloud.iam import least_privilege
+from infra_scripts.run import execution_input, make_sample_dataset, start_execution
 from infra_scripts.trigger import upload_dataset
 from statemachine.config import PipelineConfig
-from statemachine.workflow import SNAPSHOT_PATH
+from statemachine.workflow import SNAPSHOT_PATH, TASK_HANDLERS
 
 NEEDED = {"infra_scripts.localcloud.sagemaker.training", "infra_scripts.localcloud.sagemaker.endpoints"}
 pytestmark = [
@@ -125,3 +126,54 @@ def entered_states(sfn, arn: str) -> list[str]:
 def training_jobs(deployer: Deployer) -> int:
     return len(deployer.client("sagemaker").list_training_jobs()["TrainingJobSummaries"])
 
+
+
+REUSING_STATES = ("StartSageMakerTraining", "CreateModel", "CreateEndpointConfig", "DeployEndpoint")
+
+
+def lose_first_responses(cloud: LocalCloud, function_names: set[str]) -> list[str]:
+    """The first invocation of each function runs (it creates what it creates), then its response
+    is lost: the state sees TransientAwsError and retries, as after a Lambda timeout."""
+    runtime, lost = cloud.extensions["awslambda.runtime"], []
+    original = runtime.invoke
+
+    def invoke(fn, event: str, tail_logs: bool = False, **options) -> InvokeResult:
+        result = original(fn, event, tail_logs, **options)
+        if fn.function_name in function_names and fn.function_name not in lost:
+            lost.append(fn.function_name)
+            payload = {"errorType": "TransientAwsError", "errorMessage": "the response was lost",
+                       "stackTrace": []}
+            return InvokeResult(200, json.dumps(payload).encode(), function_error="Unhandled")
+        return result
+
+    cloud.patch(runtime, "invoke", invoke)
+    return lost
+
+
+def test_retried_states_reuse_what_their_lost_attempt_made(cloud, tmp_path):
+    """Each state whose first response is lost finds what that attempt made by name and reuses it
+    only after reading its run tag (ListTags): one training job, one model, one config. This is
+    the path that needs the ListTags actions of the least-privilege table."""
+    config = PipelineConfig()
+    deployer = Deployer.for_local_cloud(config, cloud.url)
+    deployer.deploy()
+    functions = {config.function_name(TASK_HANDLERS[state]) for state in REUSING_STATES}
+    runtime = cloud.extensions["awslambda.runtime"]
+    original = runtime.invoke
+    jobs_before = training_jobs(deployer)
+    lost = lose_first_responses(cloud, functions)
+    try:
+        dataset = upload_dataset(deployer.client("s3"), config.bucket,
+                                 make_sample_dataset(tmp_path / "data"), "retried", config.dataset_prefix)
+        sfn = deployer.client("stepfunctions")
+        arn = start_execution(sfn, config.state_machine_arn,
+                              execution_input(dataset, "sagemaker", local=True), name="lost-responses")
+        done = wait_for(sfn, arn, ("SUCCEEDED", "FAILED"))
+    finally:
+        runtime.invoke = original
+    assert done["status"] == "SUCCEEDED", done.get("cause")
+    assert sorted(lost) == sorted(functions)
+    assert training_jobs(deployer) == jobs_before + 1  # the retry reused the first attempt's job
+    rows = least_privilege.needs(config, cloud.extensions["iam.enforcement"].decisions)
+    list_tags = {(r.role, r.sid): r.sole_requests for r in rows if r.action == "sagemaker:ListTags"}
+    assert all(count > 0 for count in list_tags.values()), list_tags

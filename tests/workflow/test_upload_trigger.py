@@ -9,10 +9,13 @@ from pathlib import Path
 import pytest
 
 from infra_scripts.deploy import Deployer
+from infra_scripts.localcloud.iam import least_privilege
 from infra_scripts.trigger import upload_dataset
 from statemachine.config import PipelineConfig
 
-CONFIG = PipelineConfig(prefix="trig", bucket="trig-data")
+# Its own endpoint name too: endpoint names (and their log groups) are unique in an account, and
+# the redrive tests deploy the default stack into the same cloud.
+CONFIG = PipelineConfig(prefix="trig", bucket="trig-data", endpoint_name="trig-endpoint")
 
 
 @pytest.fixture(scope="module")
@@ -240,3 +243,12 @@ def test_run_on_aws_leaves_the_upload_trigger_on(monkeypatch: pytest.MonkeyPatch
     with pytest.raises(Stop):
         run.run_pipeline(CONFIG, "sagemaker", Console(quiet=True), aws=True, region="us-east-1")
     assert captured["upload_trigger"] is True
+
+
+def test_the_upload_functions_statements_are_each_needed(cloud, trigger):
+    """The rows least_privilege.OTHER_PATHS leaves to this path: over the uploads above, each of
+    the upload role's statements alone allowed some request of the on_upload function."""
+    rows = least_privilege.needs(CONFIG, cloud.extensions["iam.enforcement"].decisions)
+    upload = [(r.sid, r.action, r.sole_requests) for r in rows if r.role == "on-upload"
+              and (r.role, r.sid, r.action) in least_privilege.OTHER_PATHS]
+    assert len(upload) == 3 and all(count > 0 for _, _, count in upload), upload

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from infra_scripts.localcloud.awslambda.runtime_api import RuntimeApi
 from infra_scripts.localcloud.awslambda.runtime_env import RuntimeEnvironment
@@ -102,6 +103,7 @@ class Environment:
     invocations: int = 0
     init_ms: float = 0.0
     oom_killed: bool = False
+    log_writer: Any = None  # core.logs.RoleLogWriter, as the function's execution role
 
     def on_exit(self, status: int) -> None:
         self.exit_status = status

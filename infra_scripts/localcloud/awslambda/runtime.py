@@ -38,7 +38,7 @@ from infra_scripts.localcloud.awslambda import packages
 from infra_scripts.localcloud.awslambda.environments import Environment, Zygote, exit_description
 from infra_scripts.localcloud.awslambda.runtime_api import Invocation
 from infra_scripts.localcloud.awslambda.runtime_env import RUNTIME, RuntimeEnvironment, runtime_environment
-from infra_scripts.localcloud.core.logs import put_log_lines
+from infra_scripts.localcloud.core.logs import RoleLogWriter
 from infra_scripts.localcloud.core.server import LocalCloud, aws_error, match_path
 
 INVOKE_PATH = r"/2015-03-31/functions/(?P<name>.+)/invocations/?"
@@ -323,7 +323,7 @@ class LambdaRuntime:
     def _result(self, fn: Any, environment: Environment, payload: bytes, function_error: str | None,
                 tail_logs: bool, log_offset: int) -> InvokeResult:
         written = _read_from(environment.log_path, log_offset)
-        self._ship_logs(environment, written)
+        self._ship_logs(fn, environment, written)
         return InvokeResult(status=200, payload=payload, function_error=function_error,
                             log_tail=written[-LOG_TAIL_BYTES:] if tail_logs else "",
                             headers={"X-Amz-Executed-Version": str(fn.version)})
@@ -335,12 +335,16 @@ class LambdaRuntime:
         with open(environment.log_path, "a", encoding="utf-8") as log:
             log.write(line + "\n")
 
-    def _ship_logs(self, environment: Environment, text: str) -> None:
-        """Into CloudWatch Logs (/aws/lambda/<function>), one stream per environment. The runtime
-        client ends the lines of one multi-line record with \\r, so only \\n separates events."""
+    def _ship_logs(self, fn: Any, environment: Environment, text: str) -> None:
+        """Into CloudWatch Logs (/aws/lambda/<function>), one stream per environment, written as
+        the execution role like Lambda does. The runtime client ends the lines of one multi-line
+        record with \\r, so only \\n separates events."""
         lines = [line for line in text.split("\n") if line.strip()]
-        put_log_lines(self.cloud.backend("logs"), f"/aws/lambda/{environment.function_name}",
-                      environment.log_stream, lines)
+        if environment.log_writer is None:
+            client = self.cloud.role_client(fn.role, "logs", environment.function_name)
+            environment.log_writer = RoleLogWriter(
+                client, f"/aws/lambda/{environment.function_name}", environment.log_stream)
+        environment.log_writer.write(lines)
 
     def shutdown(self) -> None:
         with self._lock:

@@ -20,8 +20,6 @@ from statemachine.workflow import TASK_HANDLERS
 # What the local cloud does not do as the role itself, so no local request can need these; AWS
 # does them with the role's credentials. (statement Sid → why it is kept)
 SERVICE_SIDE = {
-    "WriteOwnLogs": "the Lambda service writes each function's logs with its execution role; "
-                    "locally the runtime stores them directly",
     "CreateTrainingLogGroup": "SageMaker creates /aws/sagemaker/TrainingJobs with the job's role; "
                               "locally the training extension stores logs directly",
     "WriteTrainingAndEndpointLogs": "SageMaker writes training and endpoint logs with the role; "
@@ -34,14 +32,16 @@ SERVICE_SIDE = {
 }
 
 # Needed on paths the pipeline module does not take; each names the path and the test that runs
-# it. (role key, Sid, action) → path. Not yet asserted per row there: listed in the README.
+# it. (role key, Sid, action) → path. The upload and ListTags rows are asserted by the tests
+# named; the others are exercised against moto only (no enforcement) and listed in the README.
 OTHER_PATHS = {
     ("handlers-training", "DescribeTrainingAndTuningJobs", "sagemaker:ListTags"):
-        "a retried or redriven StartSageMakerTraining reusing its job (test_pipeline_redrive)",
+        "a retried StartSageMakerTraining reusing its job (test_pipeline_redrive.py, asserted)",
     ("handlers-hosting", "DescribeModelsAndEndpointConfigs", "sagemaker:ListTags"):
-        "a retried CreateModel/CreateEndpointConfig reusing what it made (test_pipeline_redrive)",
+        "a retried CreateModel/CreateEndpointConfig reusing what it made "
+        "(test_pipeline_redrive.py, asserted)",
     ("handlers-hosting", "ReadTheOneEndpoint", "sagemaker:ListTags"):
-        "a retried or redriven DeployEndpoint (test_pipeline_redrive)",
+        "a retried DeployEndpoint (test_pipeline_redrive.py, asserted)",
     ("handlers-predict-config", "ConfigureThePredictFunction", "lambda:UpdateFunctionConfiguration"):
         "an execution whose endpoint name differs from the predict function's (handlers tests)",
     ("handlers-cleanup", "StopTaggedTrainingAndTuningJobs", "sagemaker:StopTrainingJob"):
@@ -57,9 +57,10 @@ OTHER_PATHS = {
     ("handlers-cleanup", "TerminateOnlyTrainingProfileInstances", "ec2:TerminateInstances"):
         "Cleanup of a still-running EC2 training instance (tests/handlers/test_cleanup.py)",
     ("on-upload", "StartOwnStateMachine", "states:StartExecution"):
-        "the S3 upload trigger (tests/workflow/test_upload_trigger.py, stepml run)",
-    ("on-upload", "ListDatasets", "s3:ListBucket"): "the S3 upload trigger",
-    ("on-upload", "ReadDatasetMarkersAndManifests", "s3:GetObject"): "the S3 upload trigger",
+        "the S3 upload trigger (tests/workflow/test_upload_trigger.py, asserted)",
+    ("on-upload", "ListDatasets", "s3:ListBucket"): "the S3 upload trigger (asserted)",
+    ("on-upload", "ReadDatasetMarkersAndManifests", "s3:GetObject"):
+        "the S3 upload trigger (asserted)",
 }
 
 
