@@ -160,7 +160,10 @@ def test_removing_a_statement_fails_its_state_with_access_denied(stack, key, sid
     document = iam.get_role_policy(RoleName=role, PolicyName=name)["PolicyDocument"]
     reduced = {**document, "Statement": [s for s in document["Statement"] if s["Sid"] != sid]}
     assert len(reduced["Statement"]) == len(document["Statement"]) - 1
-    iam.put_role_policy(RoleName=role, PolicyName=name, PolicyDocument=json.dumps(reduced))
+    if reduced["Statement"]:
+        iam.put_role_policy(RoleName=role, PolicyName=name, PolicyDocument=json.dumps(reduced))
+    else:  # a policy needs a statement: without its only one the role has no policy at all
+        iam.delete_role_policy(RoleName=role, PolicyName=name)
     try:
         described, _ = run_execution(stack, execution_input(dataset_uri, "sagemaker", local=True),
                                      name=f"e2e-without-{sid}")

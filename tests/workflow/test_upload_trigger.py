@@ -251,4 +251,4 @@ def test_the_upload_functions_statements_are_each_needed(cloud, trigger):
     rows = least_privilege.needs(CONFIG, cloud.extensions["iam.enforcement"].decisions)
     upload = [(r.sid, r.action, r.sole_requests) for r in rows if r.role == "on-upload"
               and (r.role, r.sid, r.action) in least_privilege.OTHER_PATHS]
-    assert len(upload) == 3 and all(count > 0 for _, _, count in upload), upload
+    assert len(upload) == 5 and all(count > 0 for _, _, count in upload), upload

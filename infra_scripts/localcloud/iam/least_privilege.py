@@ -61,6 +61,8 @@ OTHER_PATHS = {
     ("on-upload", "ListDatasets", "s3:ListBucket"): "the S3 upload trigger (asserted)",
     ("on-upload", "ReadDatasetMarkersAndManifests", "s3:GetObject"):
         "the S3 upload trigger (asserted)",
+    ("on-upload", "WriteOwnLogs", "logs:CreateLogStream"): "the S3 upload trigger (asserted)",
+    ("on-upload", "WriteOwnLogs", "logs:PutLogEvents"): "the S3 upload trigger (asserted)",
 }
 
 
