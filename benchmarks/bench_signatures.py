@@ -35,7 +35,8 @@ def signed_environ(cloud: LocalCloud, keys: dict[str, str], service: str, method
 
     request = AWSRequest(method=method, url=f"{cloud.url}{path}", data=body, headers=dict(headers))
     signer = S3SigV4Auth if service == "s3" else SigV4Auth
-    signer(Credentials(keys["AWS_ACCESS_KEY_ID"], keys["AWS_SECRET_ACCESS_KEY"]), service,
+    signer(Credentials(keys["AWS_ACCESS_KEY_ID"], keys["AWS_SECRET_ACCESS_KEY"],
+                       keys.get("AWS_SESSION_TOKEN")), service,
            cloud.region).add_auth(request)
     return EnvironBuilder(path=path, method=method, data=body, headers=dict(request.headers),
                           base_url=cloud.url).get_environ()
@@ -56,6 +57,21 @@ def summary(samples: list[float]) -> dict[str, float]:
     return {"p50_ms": round(percentile(samples, 0.5), 3), "p99_ms": round(percentile(samples, 0.99), 3)}
 
 
+def hosting_role_session(cloud: LocalCloud) -> dict[str, str]:
+    """An STS session of the stack's hosting-handlers role with its deployed policy (13
+    statements, conditions included): what a real handler's request is evaluated against."""
+    from infra_scripts import policies
+    from statemachine.config import PipelineConfig
+
+    config, iam = PipelineConfig(endpoint_name="stepml-classifier"), cloud.boto3_client("iam")
+    name = f"{config.prefix}-handlers-hosting"
+    arn = iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(
+        policies.trust("lambda.amazonaws.com")))["Role"]["Arn"]
+    document = policies.concrete_policies(config, cloud.account_id)["handlers-hosting"]
+    iam.put_role_policy(RoleName=name, PolicyName=name, PolicyDocument=json.dumps(document))
+    return cloud.role_env(arn, "bench")
+
+
 def main() -> None:
     settings = LocalCloudSettings(options={"iam": {"enforce": True}})
     with LocalCloud(settings=settings, extensions=[]) as cloud:
@@ -66,6 +82,7 @@ def main() -> None:
                                                     "Resource": "*"}]}))
         key = iam.create_access_key(UserName="bench")["AccessKey"]
         user = {"AWS_ACCESS_KEY_ID": key["AccessKeyId"], "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"]}
+        hosting = hosting_role_session(cloud)
         body = json.dumps({"EndpointName": "stepml-classifier"}).encode()
         json_headers = {"X-Amz-Target": "SageMaker.DescribeEndpoint",
                         "Content-Type": "application/x-amz-json-1.1"}
@@ -77,6 +94,8 @@ def main() -> None:
                                                      {"Content-Type": "application/octet-stream"},
                                                      cloud.credentials),
             "DescribeEndpoint (JSON), IAM user": ("sagemaker", "POST", "/", body, json_headers, user),
+            "DescribeEndpoint (JSON), the hosting handlers' role session (the stack's policy)": (
+                "sagemaker", "POST", "/", body, json_headers, hosting),
         }
         checker = enforcement.IamEnforcement(cloud)
         results = {}
