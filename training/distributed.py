@@ -74,9 +74,17 @@ def init(info: DistInfo, rendezvous: dict[str, str], device: torch.device) -> No
                             world_size=info.world_size, timeout=timedelta(minutes=30))
 
 
-def shutdown(info: DistInfo) -> None:
-    if info.enabled and dist.is_initialized():
-        dist.destroy_process_group()
+def shutdown(info: DistInfo, finished: bool = True) -> None:
+    """Tear the process group down. After a normal run every rank first meets at a barrier:
+    a rank that destroys its group while a peer is still writing its outputs closes the gloo
+    pairs under that peer, whose I/O thread then aborts the process ("terminate called
+    without an active exception"). After an error there is no barrier, as the peers may never
+    arrive."""
+    if not (info.enabled and dist.is_initialized()):
+        return
+    if finished:
+        dist.barrier()
+    dist.destroy_process_group()
 
 
 def all_reduce_sum(values: list[float], info: DistInfo, device: torch.device) -> list[float]:

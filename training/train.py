@@ -315,9 +315,12 @@ def run(args: argparse.Namespace, env: Mapping[str, str], staging: Path) -> dict
         cfg.bf16 = False
     D.init(info, rendezvous, device)
     try:
-        return _train(cfg, classes, info, device, log, staging, model_uri)
-    finally:
-        D.shutdown(info)
+        result = _train(cfg, classes, info, device, log, staging, model_uri)
+    except BaseException:
+        D.shutdown(info, finished=False)
+        raise
+    D.shutdown(info)
+    return result
 
 
 def _device(env: Mapping[str, str], info):
