@@ -87,6 +87,7 @@ def main() -> None:
         json_headers = {"X-Amz-Target": "SageMaker.DescribeEndpoint",
                         "Content-Type": "application/x-amz-json-1.1"}
         blob = os.urandom(64 * 1024)
+        checker = enforcement.IamEnforcement(cloud)
         cases = {
             "DescribeEndpoint (JSON), administrator": ("sagemaker", "POST", "/", body, json_headers,
                                                        cloud.credentials),
@@ -97,13 +98,14 @@ def main() -> None:
             "DescribeEndpoint (JSON), the hosting handlers' role session (the stack's policy)": (
                 "sagemaker", "POST", "/", body, json_headers, hosting),
         }
-        checker = enforcement.IamEnforcement(cloud)
         results = {}
         for name, (service, method, path, payload, headers, keys) in cases.items():
             environ = signed_environ(cloud, keys, service, method, path, payload, headers)
             environ["stepml.body"] = payload
             verdict = signatures.refusal(cloud, Request({**environ, "wsgi.input": io.BytesIO(payload)}))
             assert verdict is None, f"{name}: the benchmark's own request was refused: {verdict}"
+            allowed = Request({**environ, "wsgi.input": io.BytesIO(payload)})
+            assert not checker.denies(allowed), f"{name}: its policy denies it (would time a deny)"
             results[name] = {
                 "request object only": summary(timed(lambda request: None, environ)),
                 "signature": summary(timed(lambda request: signatures.refusal(cloud, request), environ)),
