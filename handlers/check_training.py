@@ -25,7 +25,7 @@ def sagemaker_status(job: dict) -> dict:
         return {"status": "InProgress", "secondary_status": described.get("SecondaryStatus")}
     metrics = {m["MetricName"]: m["Value"] for m in described.get("FinalMetricDataList", [])}
     return {"status": "Completed", "model_artifact": described["ModelArtifacts"]["S3ModelArtifacts"],
-            "metrics": metrics}
+            "metrics": metrics, "arn": described["TrainingJobArn"]}
 
 
 def read_status_object(uri: str) -> dict | None:

@@ -115,14 +115,18 @@ def training_hyperparameters(training: dict) -> dict:
     return {**training["hyperparameters"], "weights": training["weights"]}
 
 
+def s3_channel(name: str, uri: str) -> dict:
+    """A training job input channel copying everything under an S3 prefix (or one object)."""
+    return {"ChannelName": name, "DataSource": {"S3DataSource": {
+        "S3DataType": "S3Prefix", "S3Uri": uri, "S3DataDistributionType": "FullyReplicated"}}}
+
+
 def weights_channel(training: dict) -> list[dict]:
     """An s3:// weights file as the job's "weights" channel: SageMaker copies it in, so a job
     without network access (network isolation) still gets it."""
     if not str(training["weights"]).startswith("s3://"):
         return []
-    return [{"ChannelName": "weights", "DataSource": {"S3DataSource": {
-        "S3DataType": "S3Prefix", "S3Uri": training["weights"],
-        "S3DataDistributionType": "FullyReplicated"}}}]
+    return [s3_channel("weights", training["weights"])]
 
 
 def with_section(state: dict, name: str, values: dict) -> dict:

@@ -51,5 +51,13 @@ class QuotaExceeded(PipelineError):
     concurrency minimum, EC2's vCPU limit); the message names the quota and how to raise it."""
 
 
+class ModelRejected(PipelineError):
+    """The evaluation gate rejected the candidate; the cause is JSON with both scores and why."""
+
+
+class RolloutRolledBack(PipelineError):
+    """The guarded update's alarms tripped and SageMaker rolled the endpoint back to the old fleet."""
+
+
 class TransientAwsError(Exception):
     """Throttling or a 5xx from an AWS API: the state machine retries these with backoff."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 
+from handlers import registry
 from handlers.common import client, logger, setting, state_handler, training_hyperparameters, with_section
 from handlers.ec2_user_data import build_user_data
 from handlers.naming import instance_name, run_instance_filter, run_tags
@@ -59,11 +60,14 @@ def run_uris(doc: dict) -> dict[str, str]:
     return {"model": f"{base}/output", "status": f"{base}/status.json"}
 
 
-def launch(doc: dict, uris: dict[str, str]) -> str:
+def launch(doc: dict, uris: dict[str, str], baseline: str | None) -> str:
+    # --baseline: the live model, evaluated beside the candidate on the same test split (the gate).
+    hyperparameters = {**training_hyperparameters(doc["training"]),
+                       **({"baseline": baseline} if baseline else {})}
     user_data = build_user_data(
         code_uri=setting("EC2_CODE_URI"), data_uri=doc["dataset"]["s3_uri"],
         model_uri=uris["model"], status_uri=uris["status"],
-        hyperparameters=training_hyperparameters(doc["training"]), region=setting("AWS_REGION", "us-east-1"),
+        hyperparameters=hyperparameters, region=setting("AWS_REGION", "us-east-1"),
     )
     tags = [*run_tags(doc["run_id"]), {"Key": "Name", "Value": instance_name(doc["run_id"])},
             {"Key": "stepml:purpose", "Value": "training"}]
@@ -84,11 +88,13 @@ def launch(doc: dict, uris: dict[str, str]) -> str:
 @state_handler
 def handler(doc: dict) -> dict:
     uris = run_uris(doc)
+    baseline = registry.live_model_data(doc["endpoint"]["name"])
     instance_id = existing_instance(doc["run_id"])
     if instance_id:
         logger.info("training instance already launched; reusing", instance_id=instance_id)
     else:
-        instance_id = launch(doc, uris)
+        instance_id = launch(doc, uris, baseline)
+    doc = with_section(doc, "baseline", {"model_data": baseline})
     return with_section(doc, "training_job", {
         "backend": "ec2", "instance_id": instance_id, "status": "InProgress",
         "status_uri": uris["status"], "model_uri": uris["model"],

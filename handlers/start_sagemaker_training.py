@@ -11,12 +11,14 @@ import time
 
 from botocore.exceptions import ClientError
 
+from handlers import registry
 from handlers.common import (
     client,
     error_code,
     is_transient,
     logger,
     quota_exceeded,
+    s3_channel,
     setting,
     split_s3_uri,
     state_handler,
@@ -40,19 +42,17 @@ def sagemaker_hyperparameters(template: dict, hyperparameters: dict) -> dict[str
     return merged
 
 
-def training_request(doc: dict, name: str, hyperparameters: dict) -> dict:
+def training_request(doc: dict, name: str, hyperparameters: dict, baseline: str | None) -> dict:
     template = load_training_template()
     training = doc["training"]
     request = {key: value for key, value in template.items() if key != "S3Operations"}
     request.update(
         TrainingJobName=name,
         HyperParameters=sagemaker_hyperparameters(template, hyperparameters),
-        InputDataConfig=[{
-            "ChannelName": "training",
-            "DataSource": {"S3DataSource": {
-                "S3DataType": "S3Prefix", "S3Uri": doc["dataset"]["s3_uri"],
-                "S3DataDistributionType": "FullyReplicated"}},
-        }, *weights_channel(training)],
+        # "baseline": the live model, which the job evaluates on the new test split beside the
+        # candidate, in the same container, for the evaluation gate.
+        InputDataConfig=[s3_channel("training", doc["dataset"]["s3_uri"]), *weights_channel(training),
+                         *([s3_channel("baseline", baseline)] if baseline else [])],
         OutputDataConfig={"S3OutputPath": f"s3://{doc['bucket']}/{doc['model_prefix']}"},
         ResourceConfig={"InstanceType": training["instance_type"],
                         "InstanceCount": int(training["instance_count"]), "VolumeSizeInGB": 30},
@@ -85,7 +85,10 @@ def start_job(request: dict, run_id: str) -> None:
 @state_handler
 def handler(doc: dict) -> dict:
     name = resource_name(doc["run_id"])
-    start_job(training_request(doc, name, training_hyperparameters(doc["training"])), doc["run_id"])
+    baseline = registry.live_model_data(doc["endpoint"]["name"])
+    start_job(training_request(doc, name, training_hyperparameters(doc["training"]), baseline),
+              doc["run_id"])
+    doc = with_section(doc, "baseline", {"model_data": baseline})
     return with_section(doc, "training_job", {
         "backend": "sagemaker", "name": name, "status": "InProgress",
         "started_at": doc.get("training_job", {}).get("started_at", time.time()),

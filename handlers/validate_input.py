@@ -104,4 +104,5 @@ def handler(event: dict) -> dict:
     doc["poll_seconds"] = int(doc["poll_seconds"])
     doc["run_id"] = run_id(event["execution_name"])
     doc["execution_name"] = event["execution_name"]
+    doc["execution_arn"] = event.get("execution_arn", "")
     return doc

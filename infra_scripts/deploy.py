@@ -15,9 +15,12 @@ import dataclasses
 import hashlib
 import json
 import os
+import re
+import subprocess
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from botocore.config import Config
@@ -65,6 +68,17 @@ def _endpoint_env(endpoint_url: str | None) -> Iterator[None]:
 def _digest(body: bytes) -> str:
     """Content address of a bundle (packaging builds them byte-deterministic)."""
     return hashlib.sha256(body).hexdigest()[:16]
+
+
+def git_commit() -> str:
+    """The deployed tree's commit for the registry's lineage; empty outside a git checkout."""
+    try:
+        found = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent,
+                               capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    commit = found.stdout.strip()
+    return commit if found.returncode == 0 and re.fullmatch(r"[0-9a-f]{40}", commit) else ""
 
 
 def _quiet(_: str) -> None:
@@ -258,6 +272,7 @@ class Deployer:
             "LogRetentionDays": str(LOG_RETENTION_DAYS),
             "TriggerExecutionInput": json.dumps(self.trigger_input, sort_keys=True),
             "UploadTriggerState": "ENABLED" if self.upload_trigger else "DISABLED",
+            "GitCommit": git_commit(),
         }
 
     def template(self) -> dict:

@@ -44,6 +44,7 @@ HANDLER_GROUPS: dict[str, tuple[str, ...]] = {
                  "start_ec2_training", "check_training"),
     "hosting": ("create_model", "create_endpoint_config", "deploy_endpoint", "check_endpoint",
                 "register_autoscaling"),
+    "registry": ("register_model", "evaluation_gate"),
     "predict-config": ("configure_predict_function", "smoke_test"),
     "cleanup": ("cleanup",),
 }
@@ -174,6 +175,10 @@ def training_handlers_policy() -> Policy:
         # Public parameters' ARNs have an empty account field; "*" there matches it.
         _allow("ResolveTheAmiParameter", ["ssm:GetParameter"],
                f"arn:{PARTITION}:ssm:{REGION}:*:parameter{AMI_PARAMETER}"),
+        # The live model (the endpoint's current config → model → data) is the gate's baseline.
+        _allow("FindTheLiveModel", ["sagemaker:DescribeEndpoint"], sagemaker_arn("endpoint", ENDPOINT)),
+        _allow("ReadTheLiveModelsConfig", ["sagemaker:DescribeEndpointConfig", "sagemaker:DescribeModel"],
+               [sagemaker_arn("endpoint-config", "*"), sagemaker_arn("model", "*")]),
         _own_logs(HANDLER_GROUPS["training"]),
     )
 
@@ -213,10 +218,33 @@ def hosting_handlers_policy() -> Policy:
         _allow("TargetTrackingAlarmsOfTheOneEndpoint", [
             "cloudwatch:PutMetricAlarm", "cloudwatch:DescribeAlarms", "cloudwatch:DeleteAlarms"],
             alarms),
+        # The guarded update's auto-rollback alarms watch the new fleet; SageMaker reads them with
+        # the caller's permission (cloudwatch:DescribeAlarms) when UpdateEndpoint names them.
+        _allow("RollbackAlarmsOfTheOneEndpoint", ["cloudwatch:PutMetricAlarm", "cloudwatch:DescribeAlarms"],
+               f"arn:{PARTITION}:cloudwatch:{REGION}:{ACCOUNT}:alarm:{ENDPOINT}-rollout-*"),
+        _allow("MarkRolledBackPackages", ["sagemaker:UpdateModelPackage"], model_package_arn()),
         _allow("CreateTheAutoscalingServiceLinkedRole", ["iam:CreateServiceLinkedRole"],
                linked_role, {"StringEquals": {
                    "iam:AWSServiceName": "sagemaker.application-autoscaling.amazonaws.com"}}),
         _own_logs(HANDLER_GROUPS["hosting"]),
+    )
+
+
+def model_package_arn(version: str = "*") -> str:
+    return sagemaker_arn("model-package", f"{PREFIX}-models/{version}")
+
+
+def registry_handlers_policy() -> Policy:
+    return _doc(
+        _list_bucket("ListDatasetsForTheManifest", [DATASETS]),
+        _allow("ReadModelArtifacts", ["s3:GetObject"], bucket_arn(f"{MODELS}*")),
+        _allow("WriteEvaluationReports", ["s3:PutObject"], bucket_arn(f"{MODELS}*")),
+        _allow("RegisterTaggedPackagesInTheStacksGroup", [
+            "sagemaker:CreateModelPackage", "sagemaker:AddTags"], model_package_arn(), _tagged_on_create()),
+        _allow("ReadAndApprovePackagesOfTheStacksGroup", [
+            "sagemaker:ListModelPackages", "sagemaker:DescribeModelPackage",
+            "sagemaker:UpdateModelPackage"], model_package_arn()),
+        _own_logs(HANDLER_GROUPS["registry"]),
     )
 
 
@@ -343,6 +371,9 @@ ROLES: tuple[RoleSpec, ...] = (
     RoleSpec("handlers-hosting", "HostingHandlersRole", "lambda.amazonaws.com",
              hosting_handlers_policy, HANDLER_GROUPS["hosting"],
              "model, endpoint config, the one endpoint, its autoscaling"),
+    RoleSpec("handlers-registry", "RegistryHandlersRole", "lambda.amazonaws.com",
+             registry_handlers_policy, HANDLER_GROUPS["registry"],
+             "register this run's model package, approve or reject it (the gate)"),
     RoleSpec("handlers-predict-config", "PredictConfigHandlersRole", "lambda.amazonaws.com",
              predict_config_handlers_policy, HANDLER_GROUPS["predict-config"],
              "configure, version and smoke-test the predict function"),

@@ -77,6 +77,17 @@ class PipelineConfig:
     autoscaling_target: float = 50.0  # invocations per instance per minute
     scale_in_cooldown_seconds: int = 300
     scale_out_cooldown_seconds: int = 60
+    # registry and evaluation gate: the candidate goes live only if its test accuracy is at least
+    # the live model's (same test split) + gate_min_improvement, and at least gate_min_accuracy
+    gate_min_improvement: float = 0.0
+    gate_min_accuracy: float = -1.0  # below 0: unset (no floor)
+    # guarded rollout of an update (SageMaker DeploymentConfig: blue/green, canary, auto-rollback)
+    rollout_canary_percent: int = 25  # of the new fleet's capacity, and of traffic (≤ 50)
+    rollout_wait_seconds: int = 300  # baking period with the canary live (WaitIntervalInSeconds)
+    rollout_termination_wait_seconds: int = 0  # old fleet kept after the full shift
+    rollout_alarm_period_seconds: int = 60  # SageMaker's endpoint metrics are per minute
+    rollout_max_errors: int = 1  # new-fleet 5xx/ModelError count in one period that rolls back
+    rollout_max_latency_ms: int = 2000  # new-fleet average ModelLatency that rolls back
     # predict Lambda
     reserved_concurrency: int = 100
     provisioned_concurrency: int = 80
@@ -104,6 +115,11 @@ class PipelineConfig:
 
     def role_arn(self, role: str) -> str:
         return f"arn:aws:iam::{self.account_id}:role/{self.prefix}-{role}"
+
+    @property
+    def model_package_group(self) -> str:
+        """The stack's one SageMaker Model Package Group: every run registers a version in it."""
+        return f"{self.prefix}-models"
 
     @property
     def training_request_key(self) -> str:
@@ -139,6 +155,18 @@ class PipelineConfig:
             "predict": {
                 "reserved_concurrency": self.reserved_concurrency,
                 "provisioned_concurrency": self.provisioned_concurrency,
+            },
+            "gate": {
+                "min_improvement": self.gate_min_improvement,
+                "min_accuracy": self.gate_min_accuracy if self.gate_min_accuracy >= 0 else None,
+            },
+            "rollout": {
+                "canary_percent": self.rollout_canary_percent,
+                "wait_seconds": self.rollout_wait_seconds,
+                "termination_wait_seconds": self.rollout_termination_wait_seconds,
+                "alarm_period_seconds": self.rollout_alarm_period_seconds,
+                "max_errors": self.rollout_max_errors,
+                "max_latency_ms": self.rollout_max_latency_ms,
             },
             "poll_seconds": self.poll_seconds,
         }

@@ -53,6 +53,8 @@ TASK_HANDLERS = {
     "StartSageMakerTraining": "start_sagemaker_training",
     "StartEC2Training": "start_ec2_training",
     "CheckTraining": "check_training",
+    "RegisterModel": "register_model",
+    "EvaluationGate": "evaluation_gate",
     "CreateModel": "create_model",
     "CreateEndpointConfig": "create_endpoint_config",
     "DeployEndpoint": "deploy_endpoint",
@@ -142,7 +144,7 @@ def _build_workflow(config: PipelineConfig, client: Any) -> Workflow:
         if state_id not in ("ValidateInput",)
     }
     tasks["ValidateInput"] = _task("ValidateInput", config, payload={
-        "input.$": "$", "execution_name.$": "$$.Execution.Name",
+        "input.$": "$", "execution_name.$": "$$.Execution.Name", "execution_arn.$": "$$.Execution.Id",
     })
     failed = FailWithCause("PipelineFailed", error_path="$.error.Error", cause_path="$.error.Cause")
     succeeded = steps.Succeed("PipelineSucceeded")
@@ -171,7 +173,9 @@ def _build_workflow(config: PipelineConfig, client: Any) -> Workflow:
     tasks["StartSageMakerTraining"].next(wait_for_training)
     tasks["StartEC2Training"].next(wait_for_training)
     wait_for_training.next(tasks["CheckTraining"])
-    _poll_loop(tasks["CheckTraining"], wait_for_training, hosting_chain.steps[0],
+    # Registry and gate between training and hosting: a rejected candidate never reaches hosting.
+    steps.Chain([tasks["RegisterModel"], tasks["EvaluationGate"], hosting_chain.steps[0]])
+    _poll_loop(tasks["CheckTraining"], wait_for_training, tasks["RegisterModel"],
                "IsTrainingComplete", "$.training_job.status", "Completed")
 
     choose_backend = steps.Choice("ChooseTrainingBackend")

@@ -20,6 +20,8 @@ every call is idempotent (it runs after each local deploy).
   CloudFormation keeps an unchanged LayerVersion), references to it become its ARN, the
   functions get their ``Layers``, and older versions are deleted as CloudFormation deletes a
   replaced one.
+* The model package group: moto's CloudFormation has no AWS::SageMaker::ModelPackageGroup (it
+  skips the resource with a warning); it is created here through the SageMaker API.
 * Outputs: moto does not refresh a stack's outputs when it executes a change set; they are
   resolved here from the stack's resources.
 """
@@ -218,4 +220,19 @@ def apply(client: ClientFactory, template: dict, values: dict[str, str],
         changes.append("function layers (through the Lambda API)")
     if ensure_state_machine(client("stepfunctions"), template, values, state_machine_arn):
         changes.append("state machine (through the Step Functions API)")
+    if ensure_model_package_group(client("sagemaker"), template, values):
+        changes.append("model package group (through the SageMaker API)")
     return changes
+
+
+def ensure_model_package_group(sagemaker: Any, template: dict, values: dict[str, str]) -> bool:
+    """Create the stack's model package group if it is missing; True if this call did."""
+    properties = resolve(template["Resources"]["ModelPackageGroup"]["Properties"], values)
+    try:
+        sagemaker.describe_model_package_group(ModelPackageGroupName=properties["ModelPackageGroupName"])
+        return False
+    except ClientError as error:
+        if error.response["Error"]["Code"] != "ValidationException":
+            raise
+    sagemaker.create_model_package_group(**properties)
+    return True

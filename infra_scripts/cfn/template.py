@@ -131,6 +131,8 @@ def parameters(config: PipelineConfig) -> dict[str, dict]:
         "TriggerExecutionInput": _string("JSON merged into each upload-started execution", "{}"),
         "UploadTriggerState": _string("Whether a dataset marker upload starts the pipeline",
                                       "ENABLED", AllowedValues=["ENABLED", "DISABLED"]),
+        "GitCommit": _string("git commit of the deployed code, recorded in each model package's "
+                             "lineage (empty: unknown)", "", AllowedPattern=r"^([0-9a-f]{7,40})?$"),
     }
 
 
@@ -226,6 +228,8 @@ def handler_environment(config: PipelineConfig) -> dict[str, Any]:
         "TRAINING_REQUEST_URI": s3("TrainingRequestKey"),
         "EC2_CODE_URI": s3("TrainingCodeKey"),
         "INFERENCE_SOURCE_URI": s3("InferenceCodeKey"),
+        "MODEL_PACKAGE_GROUP": sub(MODEL_PACKAGE_GROUP_NAME),
+        "GIT_COMMIT": ref("GitCommit"),
     }
 
 
@@ -329,6 +333,17 @@ def upload_rule() -> dict[str, dict]:
     }
 
 
+MODEL_PACKAGE_GROUP_NAME = "${Prefix}-models"  # PipelineConfig.model_package_group
+
+
+def model_package_group() -> dict:
+    """The stack's one registry: every run registers a versioned package in it."""
+    return {"Type": "AWS::SageMaker::ModelPackageGroup", "Properties": {
+        "ModelPackageGroupName": sub(MODEL_PACKAGE_GROUP_NAME),
+        "ModelPackageGroupDescription": "stepml: one package per pipeline run, approved or "
+                                        "rejected by the evaluation gate", "Tags": tags()}}
+
+
 def resources(config: PipelineConfig) -> dict[str, dict]:
     found: dict[str, dict] = {"ArtifactsBucket": bucket(),
                               "Ec2TrainingInstanceProfile": instance_profile()}
@@ -340,6 +355,7 @@ def resources(config: PipelineConfig) -> dict[str, dict]:
     found["EndpointLogGroup"] = log_group(policies.ENDPOINT_LOG_GROUP)
     found[DEPENDENCIES_LAYER] = dependencies_layer()
     found[DEAD_LETTER_QUEUE] = dead_letter_queue()
+    found["ModelPackageGroup"] = model_package_group()
     found.update(functions(config))
     found["StateMachine"] = state_machine(config)
     found.update(upload_rule())

@@ -298,7 +298,7 @@ def test_destroy_removes_the_stack_and_everything_runs_made(
     create_run_resources(cloud, deployer, run_id)
     before = leftovers(deployer, run_id)
     assert {kind: len(found) for kind, found in before.items()} == {
-        "functions": 16, "state machines": 1, "endpoints": 1, "endpoint configs": 1, "models": 1,
+        "functions": 18, "state machines": 1, "endpoints": 1, "endpoint configs": 1, "models": 1,
         "running training jobs": 1, "instances": 1, "autoscaling targets": 1, "stacks": 1,
         "layer versions": 1}
 

@@ -17,7 +17,7 @@ from statemachine.workflow import SNAPSHOT_PATH, TASK_HANDLERS, definition_dict,
 
 # Names from issue 5: part of the interface (CLI progress, dashboards, redrive), keep them stable.
 TASK_STATES = ["ValidateInput", "Tune", "CheckTuning", "StartSageMakerTraining", "StartEC2Training",
-               "CheckTraining", "CreateModel", "CreateEndpointConfig", "DeployEndpoint",
+               "CheckTraining", "RegisterModel", "EvaluationGate", "CreateModel", "CreateEndpointConfig", "DeployEndpoint",
                "CheckEndpoint", "RegisterAutoscaling", "ConfigurePredictFunction", "SmokeTest",
                "Cleanup"]
 OTHER_STATES = {"ChooseTrainingBackend": "Choice", "WaitForTraining": "Wait",
@@ -60,7 +60,7 @@ def test_state_names_are_stable(states: dict[str, dict]) -> None:
 def test_starts_with_validation(asl: dict[str, Any], states: dict[str, dict]) -> None:
     assert asl["StartAt"] == "ValidateInput"
     assert states["ValidateInput"]["Parameters"]["Payload"] == {
-        "input.$": "$", "execution_name.$": "$$.Execution.Name"}
+        "input.$": "$", "execution_name.$": "$$.Execution.Name", "execution_arn.$": "$$.Execution.Id"}
 
 
 def test_every_task_invokes_its_handler_lambda(states: dict[str, dict]) -> None:
@@ -123,7 +123,7 @@ def test_training_and_endpoint_poll_loops(states: dict[str, dict]) -> None:
     for wait, check in (("WaitForTraining", "CheckTraining"), ("WaitForEndpoint", "CheckEndpoint"),
                         ("WaitForTuning", "CheckTuning")):
         assert states[wait] == {"Type": "Wait", "SecondsPath": "$.poll_seconds", "Next": check}
-    loops = {"CheckTraining": ("$.training_job.status", "Completed", "CreateModel", "WaitForTraining"),
+    loops = {"CheckTraining": ("$.training_job.status", "Completed", "RegisterModel", "WaitForTraining"),
              "CheckEndpoint": ("$.endpoint.status", "InService", "RegisterAutoscaling", "WaitForEndpoint"),
              "CheckTuning": ("$.tuning_job.status", "Completed", "ChooseTrainingBackend", "WaitForTuning")}
     for check, (variable, done, then, again) in loops.items():
@@ -133,7 +133,8 @@ def test_training_and_endpoint_poll_loops(states: dict[str, dict]) -> None:
 
 
 def test_the_main_path(states: dict[str, dict]) -> None:
-    path = ["CreateModel", "CreateEndpointConfig", "DeployEndpoint", "WaitForEndpoint"]
+    path = ["RegisterModel", "EvaluationGate", "CreateModel", "CreateEndpointConfig", "DeployEndpoint",
+            "WaitForEndpoint"]
     for here, there in zip(path, path[1:], strict=False):
         assert states[here]["Next"] == there
     path = ["RegisterAutoscaling", "ConfigurePredictFunction", "SmokeTest", "PipelineSucceeded"]

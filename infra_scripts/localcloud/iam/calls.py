@@ -118,6 +118,32 @@ def _dig(body: dict, path: tuple[str, ...]) -> Any:
     return body
 
 
+MODEL_PACKAGE_OPERATIONS = ("CreateModelPackage", "ListModelPackages", "DescribeModelPackage",
+                            "UpdateModelPackage", "DeleteModelPackage")
+
+
+def _model_package_calls(target: Target, operation: str, body: dict) -> list[AuthRequest] | None:
+    """The registry's calls: a package is model-package/<group>/<version>; creating and listing
+    are authorized on the group's packages (the version is not known yet)."""
+    if operation in ("CreateModelPackageGroup", "DescribeModelPackageGroup", "DeleteModelPackageGroup"):
+        name = str(body.get("ModelPackageGroupName", "")).lower()
+        return [AuthRequest(f"sagemaker:{operation}", target.arn("sagemaker", f"model-package-group/{name}"),
+                            request_tags(body.get("Tags")) if operation.startswith("Create") else {})]
+    if operation not in MODEL_PACKAGE_OPERATIONS:
+        return None
+    named = body.get("ModelPackageArn") or body.get("ModelPackageName")
+    if isinstance(named, str) and named.startswith("arn:"):
+        arn = named
+    else:
+        group = str(body.get("ModelPackageGroupName") or named or "").lower()
+        arn = target.arn("sagemaker", f"model-package/{group}/*")
+    if operation == "CreateModelPackage":
+        context = request_tags(body.get("Tags"))
+        return [AuthRequest(f"sagemaker:{operation}", arn, context),
+                *([AuthRequest("sagemaker:AddTags", arn, context)] if body.get("Tags") else [])]
+    return [AuthRequest(f"sagemaker:{operation}", arn, _sagemaker_tags(target, arn))]
+
+
 def sagemaker_calls(target: Target) -> list[AuthRequest] | None:
     request = target.request
     runtime = re.fullmatch(r"/endpoints/([^/]+)/(async-)?invocations", request.path)
@@ -129,6 +155,9 @@ def sagemaker_calls(target: Target) -> list[AuthRequest] | None:
     if operation is None:
         return None
     body = target.json()
+    packages = _model_package_calls(target, operation, body)
+    if packages is not None:
+        return packages
     resources = [target.arn("sagemaker", f"{kind}/{body[key].lower()}")
                  for key, kind in SAGEMAKER_RESOURCES if isinstance(body.get(key), str)]
     if operation in ("CreateEndpoint", "UpdateEndpoint"):
