@@ -17,7 +17,8 @@ from statemachine.workflow import SNAPSHOT_PATH, TASK_HANDLERS, definition_dict,
 
 # Names from issue 5: part of the interface (CLI progress, dashboards, redrive), keep them stable.
 TASK_STATES = ["ValidateInput", "Tune", "CheckTuning", "StartSageMakerTraining", "StartEC2Training",
-               "CheckTraining", "RegisterModel", "EvaluationGate", "CreateModel", "CreateEndpointConfig", "DeployEndpoint",
+               "CheckTraining", "RegisterModel", "EvaluationGate", "CreateModel", "CreateEndpointConfig",
+               "DeployEndpoint",
                "CheckEndpoint", "RegisterAutoscaling", "ConfigurePredictFunction", "SmokeTest",
                "Cleanup"]
 OTHER_STATES = {"ChooseTrainingBackend": "Choice", "WaitForTraining": "Wait",
