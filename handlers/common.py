@@ -77,11 +77,11 @@ def state_handler(function: Callable[[dict], dict]) -> Callable[[dict, Any], dic
     return handler
 
 
-def sagemaker_describe(operation: str, **name: str) -> dict | None:
+def sagemaker_describe(operation: str, sagemaker: Any = None, **name: str) -> dict | None:
     """A SageMaker Describe* answer, or None when the resource does not exist (SageMaker says
     ValidationException for that)."""
     try:
-        return getattr(client("sagemaker"), operation)(**name)
+        return getattr(sagemaker or client("sagemaker"), operation)(**name)
     except ClientError as error:
         if error_code(error) == "ValidationException":
             return None

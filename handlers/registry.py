@@ -46,9 +46,9 @@ def manifest_digest(dataset_uri: str) -> tuple[str, int]:
     return hashlib.sha256("\n".join(lines).encode()).hexdigest(), len(lines)
 
 
-def packages(group: str) -> list[dict[str, Any]]:
+def packages(group: str, sagemaker: Any = None) -> list[dict[str, Any]]:
     """Every package of the group, newest first, described (with metadata)."""
-    sagemaker = client("sagemaker")
+    sagemaker = sagemaker or client("sagemaker")
     summaries: list[dict] = []
     token = None
     while True:
@@ -68,14 +68,14 @@ def package_of_run(group: str, run_id: str) -> dict[str, Any] | None:
                  if p.get("CustomerMetadataProperties", {}).get(RUN) == run_id), None)
 
 
-def live_model_data(endpoint: str) -> str | None:
+def live_model_data(endpoint: str, sagemaker: Any = None) -> str | None:
     """The model.tar.gz the endpoint serves now (None: no endpoint, or not serving)."""
-    described = sagemaker_describe("describe_endpoint", EndpointName=endpoint)
+    sagemaker = sagemaker or client("sagemaker")
+    described = sagemaker_describe("describe_endpoint", sagemaker, EndpointName=endpoint)
     if described is None or described["EndpointStatus"] not in ("InService", "Updating"):
         return None
-    config = client("sagemaker").describe_endpoint_config(
-        EndpointConfigName=described["EndpointConfigName"])
-    model = client("sagemaker").describe_model(ModelName=config["ProductionVariants"][0]["ModelName"])
+    config = sagemaker.describe_endpoint_config(EndpointConfigName=described["EndpointConfigName"])
+    model = sagemaker.describe_model(ModelName=config["ProductionVariants"][0]["ModelName"])
     container = model.get("PrimaryContainer") or (model.get("Containers") or [{}])[0]
     return container.get("ModelDataUrl")
 
