@@ -1,8 +1,10 @@
 """DeployEndpoint: create the endpoint, or move an existing one to this run's config.
 
-SageMaker updates blue/green: the old config keeps serving until the new one is InService, and
-a failed update rolls back. Autoscaling must be deregistered before an update; the
-RegisterAutoscaling state registers it again afterwards.
+An update is guarded (``handlers/rollout.py``): blue/green with a canary, baked under CloudWatch
+alarms on the new fleet, rolled back automatically when one trips. Autoscaling stays registered
+when only the model changes, as SageMaker allows; an instance-type change must deregister it first
+(https://docs.aws.amazon.com/sagemaker/latest/dg/endpoint-scaling-update.html), and
+RegisterAutoscaling registers it again afterwards.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from botocore.exceptions import ClientError
 from handlers.common import client, error_code, logger, sagemaker_describe, state_handler, with_section
 from handlers.errors import EndpointFailed, TransientAwsError
 from handlers.naming import VARIANT_DIMENSION, run_of, run_tags, scaling_resource_id
+from handlers.rollout import guarded_update
 
 
 def deregister_autoscaling(name: str, variant: str) -> None:
@@ -24,6 +27,12 @@ def deregister_autoscaling(name: str, variant: str) -> None:
     except ClientError as error:
         if error_code(error) != "ObjectNotFoundException":
             raise
+
+
+def instance_type(config: str, variant: str) -> str | None:
+    described = client("sagemaker").describe_endpoint_config(EndpointConfigName=config)
+    return next((v.get("InstanceType") for v in described["ProductionVariants"]
+                 if v["VariantName"] == variant), None)
 
 
 def deploy(doc: dict) -> dict:
@@ -44,9 +53,11 @@ def deploy(doc: dict) -> dict:
         raise TransientAwsError(f"endpoint {name} is {current['EndpointStatus']}; retrying")
     if current["EndpointStatus"] == "Failed":
         raise EndpointFailed(f"endpoint {name} is Failed; delete it before redeploying")
-    deregister_autoscaling(name, doc["endpoint_config"]["variant"])
-    sagemaker.update_endpoint(EndpointName=name, EndpointConfigName=config)
-    logger.info("updating endpoint", endpoint=name, previous=current["EndpointConfigName"])
+    variant = doc["endpoint_config"]["variant"]
+    if instance_type(current["EndpointConfigName"], variant) != doc["endpoint"]["instance_type"]:
+        deregister_autoscaling(name, variant)
+    guarded_update(sagemaker, client("cloudwatch"), name, variant, config, doc["rollout"])
+    logger.info("updating endpoint (guarded)", endpoint=name, previous=current["EndpointConfigName"])
     return {"action": "updated", "previous_config": current["EndpointConfigName"]}
 
 

@@ -129,16 +129,32 @@ def _method(event: Any) -> str:
 
 
 # --------------------------------------------------------------------------- endpoint
+# A model's own 5xx is retried once: inference is idempotent, and during a canary rollout the
+# retry is routed again, most likely to the old fleet (botocore does not retry ModelError, a 424).
+MODEL_FAILURE_ATTEMPTS = 2
+
+
+def _model_failed(err: ClientError) -> bool:
+    status = err.response.get("OriginalStatusCode")
+    return err.response.get("Error", {}).get("Code") == "ModelError" and not (
+        isinstance(status, int) and 400 <= status < 500)
+
+
 def invoke(endpoint: str, request: str) -> dict[str, Any]:
-    try:
-        response = runtime_client().invoke_endpoint(
-            EndpointName=endpoint, ContentType=JSON_TYPE, Accept=JSON_TYPE, Body=request)
-        body = response["Body"].read()
-    except ClientError as err:
-        return _endpoint_error(err)
-    except BotoCoreError as err:
-        logger.error("endpoint unreachable", extra={"endpoint": endpoint, "error": str(err)})
-        return _error(502, "EndpointUnreachable", f"cannot reach endpoint {endpoint}")
+    for attempt in range(1, MODEL_FAILURE_ATTEMPTS + 1):
+        try:
+            response = runtime_client().invoke_endpoint(
+                EndpointName=endpoint, ContentType=JSON_TYPE, Accept=JSON_TYPE, Body=request)
+            body = response["Body"].read()
+            break
+        except ClientError as err:
+            if attempt < MODEL_FAILURE_ATTEMPTS and _model_failed(err):
+                logger.warning("model failed; retrying once", extra={"endpoint": endpoint})
+                continue
+            return _endpoint_error(err)
+        except BotoCoreError as err:
+            logger.error("endpoint unreachable", extra={"endpoint": endpoint, "error": str(err)})
+            return _error(502, "EndpointUnreachable", f"cannot reach endpoint {endpoint}")
     return _response(200, body.decode("utf-8", "replace"))
 
 

@@ -222,7 +222,10 @@ def hosting_handlers_policy() -> Policy:
         # the caller's permission (cloudwatch:DescribeAlarms) when UpdateEndpoint names them.
         _allow("RollbackAlarmsOfTheOneEndpoint", ["cloudwatch:PutMetricAlarm", "cloudwatch:DescribeAlarms"],
                f"arn:{PARTITION}:cloudwatch:{REGION}:{ACCOUNT}:alarm:{ENDPOINT}-rollout-*"),
-        _allow("MarkRolledBackPackages", ["sagemaker:UpdateModelPackage"], model_package_arn()),
+        # CheckEndpoint marks the package Live / Superseded / RolledBack as the endpoint goes.
+        _allow("TrackRolloutsInTheRegistry", [
+            "sagemaker:ListModelPackages", "sagemaker:DescribeModelPackage",
+            "sagemaker:UpdateModelPackage"], model_package_arn()),
         _allow("CreateTheAutoscalingServiceLinkedRole", ["iam:CreateServiceLinkedRole"],
                linked_role, {"StringEquals": {
                    "iam:AWSServiceName": "sagemaker.application-autoscaling.amazonaws.com"}}),

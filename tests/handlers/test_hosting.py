@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import boto3
 import pytest
 
 from handlers import (
@@ -15,7 +16,13 @@ from handlers import (
     deploy_endpoint,
     register_autoscaling,
 )
-from handlers.errors import EndpointFailed, EndpointTimedOut, RequestRefused, TransientAwsError
+from handlers.errors import (
+    EndpointFailed,
+    EndpointTimedOut,
+    RequestRefused,
+    RolloutRolledBack,
+    TransientAwsError,
+)
 from statemachine.workflow import DETERMINISTIC_ERRORS
 from tests.handlers.conftest import (
     CONFIG,
@@ -184,11 +191,29 @@ def test_deploy_updates_an_existing_endpoint(configured: dict, serving_elsewhere
 
     assert doc["endpoint"]["action"] == "updated"
     assert doc["endpoint"]["previous_config"] == serving_elsewhere
-    assert updates == [{"EndpointName": CONFIG.endpoint_name,
-                        "EndpointConfigName": configured["endpoint_config"]["name"]}]
-    # Autoscaling has to be deregistered before an update; RegisterAutoscaling adds it back.
-    assert autoscaling().describe_scalable_targets(ServiceNamespace="sagemaker")["ScalableTargets"] == []
+    [update] = updates
+    config = configured["endpoint_config"]["name"]
+    assert (update["EndpointName"], update["EndpointConfigName"]) == (CONFIG.endpoint_name, config)
+    policy = update["DeploymentConfig"]["BlueGreenUpdatePolicy"]
+    assert policy["TrafficRoutingConfiguration"]["Type"] == "CANARY"
+    assert policy["TrafficRoutingConfiguration"]["CanarySize"] == {"Type": "CAPACITY_PERCENT", "Value": 25}
+    alarms = [a["AlarmName"] for a in update["DeploymentConfig"]["AutoRollbackConfiguration"]["Alarms"]]
+    described = boto3.client("cloudwatch", region_name=CONFIG.region).describe_alarms(
+        AlarmNames=alarms)["MetricAlarms"]
+    assert {a["MetricName"] for a in described} == {"Invocation5XXErrors", "InvocationModelErrors",
+                                                    "ModelLatency"}
+    for alarm in described:  # the new fleet only
+        assert {"Name": "EndpointConfigName", "Value": config} in alarm["Dimensions"]
+    # Only the model changed: autoscaling stays registered, as SageMaker allows.
+    assert len(autoscaling().describe_scalable_targets(ServiceNamespace="sagemaker")["ScalableTargets"]) == 1
     assert aws.endpoints() == 1
+
+
+def test_deploy_deregisters_autoscaling_when_the_instance_type_changes(
+        configured: dict, serving_elsewhere: str, updates: list[dict]) -> None:
+    doc = {**configured, "endpoint": {**configured["endpoint"], "instance_type": "ml.c5.xlarge"}}
+    call(deploy_endpoint, doc)
+    assert autoscaling().describe_scalable_targets(ServiceNamespace="sagemaker")["ScalableTargets"] == []
 
 
 def test_deploy_update_idempotent(configured: dict, serving_elsewhere: str, updates: list[dict],
@@ -261,9 +286,9 @@ def test_check_endpoint_failed(deployed: dict) -> None:
 
 
 def test_check_endpoint_rolled_back(deployed: dict) -> None:
-    """A failed update leaves the endpoint InService on the previous config: that is a failure."""
+    """A rolled-back update leaves the endpoint InService on the previous config: a failure."""
     sagemaker_backend().endpoints[CONFIG.endpoint_name].endpoint_config_name = "previous-run"
-    with pytest.raises(EndpointFailed, match="stayed on previous-run"):
+    with pytest.raises(RolloutRolledBack, match="stayed on previous-run"):
         call(check_endpoint, deployed)
 
 

@@ -157,9 +157,20 @@ def test_model_4xx_without_json_is_wrapped(stub: Stubber) -> None:
 
 
 def test_model_5xx_is_502(stub: Stubber) -> None:
-    _model_error(stub, 500, "Traceback (most recent call last): ...")
+    for _ in range(predict.MODEL_FAILURE_ATTEMPTS):  # retried once, then reported
+        _model_error(stub, 500, "Traceback (most recent call last): ...")
     body = _check(predict.handler({"image": IMAGE_B64}, None), 502, "ModelError")
     assert "Traceback" not in body["message"]
+    stub.assert_no_pending_responses()
+
+
+def test_a_model_5xx_is_retried_once_and_a_success_answers(stub: Stubber) -> None:
+    """During a canary the retry is routed again, most likely to the old fleet."""
+    _model_error(stub, 500, "boom")
+    stub.add_response("invoke_endpoint", {"Body": io.BytesIO(b'{"predictions": []}'),
+                                          "ContentType": "application/json"})
+    assert predict.handler({"image": IMAGE_B64}, None)["statusCode"] == 200
+    stub.assert_no_pending_responses()
 
 
 @pytest.mark.parametrize("code, http_status", [

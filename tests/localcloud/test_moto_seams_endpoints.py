@@ -159,3 +159,31 @@ def test_cloudwatch_put_metric_data_takes_namespace_and_data() -> None:
     assert parameters(CloudWatchBackend.put_metric_data) == ["namespace", "metric_data"], (
         "CloudWatchBackend.put_metric_data(namespace, metric_data) changed; the endpoints publish "
         "AWS/SageMaker invocation metrics through it")
+
+
+def test_cloudwatch_seams_of_alarms_and_exact_dimensions() -> None:
+    """cloudwatch/metrics.py calls moto's get_metric_statistics with a view holding only
+    get_all_metrics(); cloudwatch/alarms.py reads alarms' and datapoints' fields."""
+    from moto.cloudwatch.models import CloudWatchBackend
+
+    assert parameters(CloudWatchBackend.get_metric_statistics) == [
+        "namespace", "metric_name", "start_time", "end_time", "period", "stats", "dimensions", "unit"]
+    source = inspect.getsource(CloudWatchBackend.get_metric_statistics)
+    assert "self.get_all_metrics()" in source and source.count("self.") == 1, "reads more state now"
+    with mock_aws():
+        cloudwatch = boto3.client("cloudwatch", region_name=REGION)
+        cloudwatch.put_metric_alarm(AlarmName="a", Namespace="N", MetricName="M", Statistic="Sum",
+                                    Period=10, EvaluationPeriods=1, Threshold=1,
+                                    ComparisonOperator="GreaterThanOrEqualToThreshold",
+                                    Dimensions=[{"Name": "D", "Value": "v"}])
+        cloudwatch.put_metric_data(Namespace="N", MetricData=[{
+            "MetricName": "M", "Value": 2, "Dimensions": [{"Name": "D", "Value": "v"}]}])
+        backend = get_backend("cloudwatch")[DEFAULT_ACCOUNT_ID][REGION]
+        alarm = backend.alarms["a"]
+        for name in ("namespace", "metric_name", "dimensions", "statistic", "period", "evaluation_periods",
+                     "datapoints_to_alarm", "threshold", "comparison_operator", "treat_missing_data",
+                     "state_value", "state_reason", "state_updated_timestamp"):
+            assert hasattr(alarm, name), name
+        [datum] = backend.get_all_metrics()
+        assert (datum.namespace, datum.name, datum.value) == ("N", "M", 2.0)
+        assert [(d.name, d.value) for d in datum.dimensions] == [("D", "v")] and datum.timestamp

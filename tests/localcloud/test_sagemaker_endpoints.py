@@ -27,11 +27,13 @@ from infra_scripts.packaging import tar_gz as tarball
 from tests.roles import service_role
 
 ENDPOINTS = "infra_scripts.localcloud.sagemaker.endpoints"
+METRICS = "infra_scripts.localcloud.cloudwatch.metrics"
 BUCKET = "models"
 ROLE = "arn:aws:iam::123456789012:role/sagemaker"
 
 # A model server with the SageMaker hosting contract; behaviour comes from standin.json in the
-# model dir: {"version", "fail" (stderr line, exit 3), "never_ready", "latency_s"}.
+# model dir: {"version", "fail" (stderr line, exit 3), "never_ready", "latency_s",
+# "fail_requests" (answer every invocation with this status)}.
 STANDIN_SERVER = r'''
 import argparse, json, os, sys, time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -73,6 +75,8 @@ class Handler(BaseHTTPRequestHandler):
         if self.headers.get("Content-Type") != "application/json":
             return self._send(415, {"error": "unsupported_media_type", "message": "json only"})
         request = json.loads(body or b"{}")
+        if config.get("fail_requests"):
+            return self._send(config["fail_requests"], {"error": "broken", "message": "always fails"})
         if "status" in request:
             return self._send(request["status"], {"error": "bad_input", "message": "refused"})
         time.sleep(request.get("sleep", 0) + config.get("latency_s", 0))
@@ -193,7 +197,7 @@ def standin_script(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def cloud(standin_script: Path) -> Iterator[LocalCloud]:
     settings = LocalCloudSettings(options={"sagemaker_endpoints": standin_options(standin_script)})
-    with LocalCloud(settings=settings, extensions=[ENDPOINTS]) as running:
+    with LocalCloud(settings=settings, extensions=[METRICS, ENDPOINTS]) as running:
         yield running
 
 
@@ -461,6 +465,13 @@ def test_invocations_reach_cloudwatch(cloud: LocalCloud) -> None:
         Dimensions=[{"Name": "EndpointName", "Value": "ep"},
                     {"Name": "VariantName", "Value": "AllTraffic"}])
     assert sum(point["Sum"] for point in statistics["Datapoints"]) == 3
+    per_fleet = client(cloud, "cloudwatch").get_metric_statistics(  # what rollback alarms watch
+        Namespace="AWS/SageMaker", MetricName="InvocationModelErrors", Statistics=["Sum", "SampleCount"],
+        Period=60, StartTime=now - 600, EndTime=now + 60,
+        Dimensions=[{"Name": "EndpointName", "Value": "ep"}, {"Name": "VariantName", "Value": "AllTraffic"},
+                    {"Name": "EndpointConfigName", "Value": "v1"}])
+    assert sum(p["SampleCount"] for p in per_fleet["Datapoints"]) == 3
+    assert sum(p["Sum"] for p in per_fleet["Datapoints"]) == 0
 
 
 def test_crashed_instance_is_replaced(cloud: LocalCloud) -> None:

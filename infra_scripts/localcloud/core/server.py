@@ -56,6 +56,7 @@ DEFAULT_EXTENSIONS: tuple[str, ...] = (
     "infra_scripts.localcloud.awslambda.limits",
     "infra_scripts.localcloud.awslambda.provisioned",
     "infra_scripts.localcloud.servicequotas.quotas",  # before sagemaker.endpoints' UpdateEndpoint
+    "infra_scripts.localcloud.cloudwatch.metrics",
     "infra_scripts.localcloud.sagemaker.endpoints",
     "infra_scripts.localcloud.autoscaling.controller",  # needs sagemaker.endpoints
     "infra_scripts.localcloud.stepfunctions.redrive",

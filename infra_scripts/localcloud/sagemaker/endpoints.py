@@ -3,7 +3,8 @@
 moto keeps the records (models, endpoint configs, endpoints); this module wraps its backend so
 that ``CreateEndpoint`` starts one model-server process per instance (Creating → InService, or
 Failed with a reason), ``DeleteEndpoint`` stops them and ``UpdateEndpointWeightsAndCapacities``
-really changes the instance count. It answers ``UpdateEndpoint`` (blue/green; moto lacks it)
+really changes the instance count. It answers ``UpdateEndpoint`` (blue/green, with a
+DeploymentConfig's canary, baking and alarm rollback: ``rollout.py``; moto lacks it)
 and sagemaker-runtime ``InvokeEndpoint`` (round robin over InService instances; 4xx/5xx from
 the model surface as ``ModelError`` like AWS) before moto does. Invocations are counted per
 variant for the autoscaling controller and published to CloudWatch ``AWS/SageMaker``.
@@ -15,7 +16,8 @@ Knobs, ``settings.options["sagemaker_endpoints"]``: server_command (tests of the
 only: a stand-in server's argv template with {python} {model} {port} {host}), startup_timeout_s
 (300; a variant's ContainerStartupHealthCheckTimeoutInSeconds wins), invocation_timeout_s
 (60, as AWS), drain_timeout_s (= invocation timeout), stop_grace_s (5), health_check_interval_s
-(2; dead instances are replaced), publish_metrics (True).
+(2; dead instances are replaced), publish_metrics (True), alarm_check_interval_s (0.5: how often a
+guarded rollout evaluates its rollback alarms).
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ from moto.sagemaker.exceptions import AWSValidationException, ValidationError
 from moto.sagemaker.models import FakeEndpoint, FakeEndpointConfig, SageMakerModelBackend
 from werkzeug.wrappers import Request, Response
 
+from handlers.naming import VARIANT_DIMENSION, scaling_resource_id
+from infra_scripts.localcloud.cloudwatch import alarms as cloudwatch_alarms
 from infra_scripts.localcloud.core.requests import request_region
 from infra_scripts.localcloud.core.server import (
     LocalCloud,
@@ -45,6 +49,7 @@ from infra_scripts.localcloud.core.server import (
     match_path,
     match_target,
 )
+from infra_scripts.localcloud.sagemaker import rollout
 from infra_scripts.localcloud.sagemaker.containers import CONTAINER_ENV
 from infra_scripts.localcloud.sagemaker.instances import (
     ArtifactStore,
@@ -76,6 +81,7 @@ class EndpointState:
     fleets: dict[str, Fleet] = field(default_factory=dict)  # the variants taking traffic
     weights: dict[str, float] = field(default_factory=dict)
     pending: list[Fleet] = field(default_factory=list)  # being launched, not yet routed
+    canary: rollout.Canary | None = None  # green's share of a variant while it bakes
     operation: threading.Lock = field(default_factory=threading.Lock)
     deleted: threading.Event = field(default_factory=threading.Event)
 
@@ -183,7 +189,8 @@ class SageMakerEndpoints:
         finally:
             state.operation.release()
 
-    def start_update(self, state: EndpointState, config_name: str, retain: bool) -> None:
+    def start_update(self, state: EndpointState, config_name: str, retain: bool,
+                     plan: rollout.RolloutPlan | None = None) -> None:
         if not state.operation.acquire(blocking=False):
             raise EndpointBusy(f'Cannot update in-progress endpoint "{state.record.arn}".')
         status = state.record.endpoint_status
@@ -195,7 +202,10 @@ class SageMakerEndpoints:
             "EndpointConfigName": config_name, "StartTime": utcnow()}
         retained = ({row["VariantName"]: int(row.get("DesiredInstanceCount") or 1)
                      for row in state.record.production_variants} if retain else {})
-        self._spawn(f"update-{state.key[2]}", self._blue_green, state, config_name, retained)
+        if plan is None:
+            self._spawn(f"update-{state.key[2]}", self._blue_green, state, config_name, retained)
+        else:
+            self._spawn(f"update-{state.key[2]}", self._guarded, state, config_name, retained, plan)
 
     def _blue_green(self, state: EndpointState, config_name: str,
                     retained: dict[str, int]) -> None:
@@ -221,6 +231,78 @@ class SageMakerEndpoints:
                 state.set_status("InService")
         finally:
             state.operation.release()
+
+    # -- guarded rollout (DeploymentConfig) ----------------------------------------------------
+    def _guarded(self, state: EndpointState, config_name: str, retained: dict[str, int],
+                 plan: rollout.RolloutPlan) -> None:
+        """Canary (or all at once), bake under the alarms, shift, wait, retire blue; or roll back."""
+        deadline = time.monotonic() + plan.max_s
+        old_config = state.record.endpoint_config_name
+        try:
+            try:
+                fleets = self._launch_config(state, config_name, retained)
+            except Exception as error:
+                state.record.pending_deployment_summary = None
+                if not state.deleted.is_set():
+                    state.set_status("InService", f"Update to {config_name} failed: "
+                                                  f"{failure_reason(error)}")
+                return
+            variant, green = next(iter(fleets.items()))
+            if plan.mode == "CANARY":
+                state.canary = rollout.Canary(variant, green, config_name,
+                                              plan.canary_share(len(green.in_service())))
+                tripped = self._bake(state, plan, plan.wait_s, deadline)
+                if tripped:
+                    self._roll_back(state, fleets, None, old_config, tripped)
+                    return
+            old, state.fleets = state.fleets, fleets  # every request to green from here
+            state.canary = None
+            self._publish_variants(state, config_name)
+            final_bake = (plan.wait_s if plan.mode == "ALL_AT_ONCE" else 0.0) + plan.termination_wait_s
+            tripped = self._bake(state, plan, final_bake, deadline)
+            if tripped:
+                self._roll_back(state, fleets, old, old_config, tripped)
+                return
+            state.record.pending_deployment_summary = None
+            for fleet in old.values():
+                fleet.retire_all(self._drain_timeout())
+            if not state.deleted.is_set():
+                state.set_status("InService")
+        finally:
+            state.canary = None
+            state.operation.release()
+
+    def _bake(self, state: EndpointState, plan: rollout.RolloutPlan, seconds: float,
+              deadline: float) -> str | None:
+        """Watch the rollback alarms for ``seconds``; the reason to roll back, or None."""
+        interval = float(self.option("alarm_check_interval_s", 0.5))
+        until = time.monotonic() + seconds
+        backend = self.cloud.backend("cloudwatch", state.key[1])
+        while not state.deleted.is_set():
+            tripped = [e for e in cloudwatch_alarms.evaluate(backend, plan.alarms) if e.state == "ALARM"]
+            if tripped:
+                return ("Rolled back: CloudWatch alarm(s) " + ", ".join(e.name for e in tripped)
+                        + " went into ALARM during the deployment (" + tripped[0].reason + ").")
+            if time.monotonic() > deadline:
+                return "Rolled back: the deployment exceeded MaximumExecutionTimeoutInSeconds."
+            if time.monotonic() >= until:
+                return None
+            time.sleep(min(interval, max(0.0, until - time.monotonic())) or interval)
+        return None
+
+    def _roll_back(self, state: EndpointState, green: dict[str, Fleet], blue: dict[str, Fleet] | None,
+                   old_config: str, reason: str) -> None:
+        """All traffic back to blue in one step, then green goes."""
+        state.set_status("RollingBack", reason)
+        state.canary = None
+        if blue is not None:
+            state.fleets = blue
+            self._publish_variants(state, old_config)
+        state.record.pending_deployment_summary = None
+        for fleet in green.values():
+            fleet.stop_now()
+        if not state.deleted.is_set():
+            state.set_status("InService", reason)
 
     def _launch_config(self, state: EndpointState, config_name: str,
                        retained: dict[str, int]) -> dict[str, Fleet]:
@@ -398,6 +480,10 @@ class SageMakerEndpoints:
             return _runtime_error(400, "ValidationError",
                                   f"Endpoint {name} of account {key[0]} not found.")
         fleet = self._choose_fleet(state, request.headers.get("X-Amzn-SageMaker-Target-Variant"))
+        canary = state.canary
+        if fleet is not None and canary is not None and canary.variant == fleet.variant \
+                and canary.takes_next():
+            fleet = canary.fleet
         if fleet is None:
             return _runtime_error(400, "ValidationError",
                                   "The variant specified in TargetVariant is not valid for "
@@ -434,7 +520,10 @@ class SageMakerEndpoints:
                 continue
             finally:
                 fleet.release(instance)
-            self._record(state, variant, len(fleet.in_service()),
+            canary = state.canary
+            config = canary.config_name if canary is not None and canary.fleet is fleet \
+                else state.record.endpoint_config_name
+            self._record(state, variant, config, len(fleet.in_service()),
                          time.perf_counter() - started, reply)
             return self._answer(state, variant, instance, reply)
         return _runtime_error(503, "ServiceUnavailable",
@@ -473,7 +562,7 @@ class SageMakerEndpoints:
         return json_response(424, body, {"x-amzn-ErrorType": "ModelError"})
 
     # -- metrics -------------------------------------------------------------------------------
-    def _record(self, state: EndpointState, variant: str, instance_count: int,
+    def _record(self, state: EndpointState, variant: str, config: str, instance_count: int,
                 latency_s: float, reply: Reply | None) -> None:
         now = time.monotonic()
         with self._lock:
@@ -482,22 +571,27 @@ class SageMakerEndpoints:
             while times and times[0] < now - METRICS_RETENTION_S:
                 times.popleft()
         if self.option("publish_metrics", True):
-            self._put_metrics(state, variant, instance_count, latency_s, reply)
+            self._put_metrics(state, variant, config, instance_count, latency_s, reply)
 
-    def _put_metrics(self, state: EndpointState, variant: str, instance_count: int,
+    def _put_metrics(self, state: EndpointState, variant: str, config: str, instance_count: int,
                      latency_s: float, reply: Reply | None) -> None:
+        """AWS/SageMaker per variant, and per variant and endpoint config: the fleet a blue/green
+        update's alarms watch (the guardrails' "new fleet" alarms name the EndpointConfigName)."""
         status = reply.status if reply is not None else 500
-        dimensions = [{"Name": "EndpointName", "Value": state.key[2]},
-                      {"Name": "VariantName", "Value": variant}]
+        variant_dimensions = [{"Name": "EndpointName", "Value": state.key[2]},
+                              {"Name": "VariantName", "Value": variant}]
+        fleet_dimensions = [*variant_dimensions, {"Name": "EndpointConfigName", "Value": config}]
         data = [
             ("Invocations", 1.0, "None"),
             ("InvocationsPerInstance", 1.0 / max(1, instance_count), "None"),
             ("ModelLatency", latency_s * 1e6, "Microseconds"),
             ("Invocation4XXErrors", float(400 <= status < 500), "None"),
             ("Invocation5XXErrors", float(status >= 500), "None"),
+            ("InvocationModelErrors", float(not 200 <= status < 300), "None"),
         ]
-        metric_data = [{"MetricName": metric, "Value": value, "Unit": unit,
-                        "Dimensions": dimensions} for metric, value, unit in data]
+        metric_data = [{"MetricName": metric, "Value": value, "Unit": unit, "Dimensions": dimensions}
+                       for dimensions in (variant_dimensions, fleet_dimensions)
+                       for metric, value, unit in data]
         try:
             self.cloud.backend("cloudwatch", state.key[1]).put_metric_data(
                 "AWS/SageMaker", metric_data)
@@ -563,10 +657,39 @@ def _handle_update(endpoints: SageMakerEndpoints, request: Request) -> Response:
         return aws_error(400, "ValidationException",
                          f'Could not find endpoint configuration "{arn}".')
     try:
-        endpoints.start_update(state, config_name, bool(params.get("RetainAllVariantProperties")))
-    except EndpointBusy as error:
+        plan = rollout.plan(params.get("DeploymentConfig"))
+        _check_update(endpoints, backend, state, config_name, plan)
+        endpoints.start_update(state, config_name, bool(params.get("RetainAllVariantProperties")), plan)
+    except (EndpointBusy, rollout.InvalidDeploymentConfig) as error:
         return aws_error(400, "ValidationException", str(error))
     return json_response(200, {"EndpointArn": state.record.arn})
+
+
+def _check_update(endpoints: SageMakerEndpoints, backend: SageMakerModelBackend, state: EndpointState,
+                  config_name: str, plan: rollout.RolloutPlan | None) -> None:
+    """What SageMaker refuses before updating: a guarded update must keep the variant names
+    (deployment-guardrails-exclusions.html); an autoscaled variant may change its model but not
+    its instance type (endpoint-scaling-update.html)."""
+    new = {v["VariantName"]: v for v in backend.describe_endpoint_config(config_name)["ProductionVariants"]}
+    old = {v["VariantName"]: v for v in
+           backend.describe_endpoint_config(state.record.endpoint_config_name)["ProductionVariants"]}
+    if plan is not None and plan.mode == "CANARY":
+        for variant in new.values():  # the canary's share of each new fleet (≤ 50 %)
+            plan.canary_share(int(variant.get("InitialInstanceCount") or 1))
+    if plan is not None and set(new) != set(old):
+        raise rollout.InvalidDeploymentConfig(
+            "The new endpoint configuration must have the same variant names as the old one for a "
+            f"blue/green deployment with a DeploymentConfig (old: {sorted(old)}, new: {sorted(new)}).")
+    scaling = endpoints.cloud.backend("application-autoscaling", state.key[1])
+    targets = scaling.targets.get(VARIANT_DIMENSION, {})
+    for name, variant in new.items():
+        resource = scaling_resource_id(state.key[2], name)
+        retyped = name in old and old[name].get("InstanceType") != variant.get("InstanceType")
+        if resource in targets and retyped:
+            raise EndpointBusy(
+                f"The variant {name} of endpoint {state.key[2]} is registered with Application Auto "
+                "Scaling; deregister it before changing its instance type "
+                f"({old[name].get('InstanceType')} → {variant.get('InstanceType')}).")
 
 
 def install(cloud: LocalCloud) -> SageMakerEndpoints:
