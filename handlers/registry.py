@@ -80,13 +80,13 @@ def live_model_data(endpoint: str, sagemaker: Any = None) -> str | None:
     return container.get("ModelDataUrl")
 
 
-def update_metadata(arn: str, values: dict[str, str], **fields: Any) -> None:
+def update_metadata(arn: str, values: dict[str, str], sagemaker: Any = None, **fields: Any) -> None:
     """Set some metadata entries (and ModelApprovalStatus/ApprovalDescription) on a package.
 
     The current entries, status and description are sent along: AWS adds the given entries to
     the package's, moto 5.2 replaces them all and clears an omitted description.
     """
-    sagemaker = client("sagemaker")
+    sagemaker = sagemaker or client("sagemaker")
     current = sagemaker.describe_model_package(ModelPackageName=arn)
     merged = {**current.get("CustomerMetadataProperties", {}),
               **{k: v[:VALUE_LIMIT] for k, v in values.items()}}

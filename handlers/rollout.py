@@ -39,6 +39,10 @@ def put_alarms(cloudwatch: Any, endpoint: str, variant: str, config: str, settin
             Period=int(settings["alarm_period_seconds"]), EvaluationPeriods=1, DatapointsToAlarm=1,
             Threshold=threshold, ComparisonOperator="GreaterThanOrEqualToThreshold",
             TreatMissingData="notBreaching")
+        # PutMetricAlarm keeps an existing alarm's state: one left in ALARM by the last rollback
+        # would roll this deployment back at once. It re-evaluates from OK on the new series.
+        cloudwatch.set_alarm_state(AlarmName=name, StateValue="OK",
+                                   StateReason=f"reset for the update to {config}")
         names.append(name)
     return names
 

@@ -49,6 +49,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "infra_scripts.commands.workflow_cli",
     "infra_scripts.commands.infra_cli",
     "infra_scripts.commands.preflight_cli",
+    "infra_scripts.commands.models_cli",
 )
 
 console = Console()

@@ -220,7 +220,8 @@ def hosting_handlers_policy() -> Policy:
             alarms),
         # The guarded update's auto-rollback alarms watch the new fleet; SageMaker reads them with
         # the caller's permission (cloudwatch:DescribeAlarms) when UpdateEndpoint names them.
-        _allow("RollbackAlarmsOfTheOneEndpoint", ["cloudwatch:PutMetricAlarm", "cloudwatch:DescribeAlarms"],
+        _allow("RollbackAlarmsOfTheOneEndpoint", [
+            "cloudwatch:PutMetricAlarm", "cloudwatch:SetAlarmState", "cloudwatch:DescribeAlarms"],
                f"arn:{PARTITION}:cloudwatch:{REGION}:{ACCOUNT}:alarm:{ENDPOINT}-rollout-*"),
         # CheckEndpoint marks the package Live / Superseded / RolledBack as the endpoint goes.
         _allow("TrackRolloutsInTheRegistry", [

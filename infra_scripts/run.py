@@ -55,7 +55,12 @@ def execution_input(dataset_uri: str, backend: str, local: bool) -> dict[str, An
     document: dict[str, Any] = {"dataset": dataset_uri, "training": {"backend": backend, "weights": "none"}}
     if local:
         document["poll_seconds"] = 1  # the local cloud answers in seconds, not minutes
+        # Shortened windows: a 5 s canary bake under 10 s alarm periods (AWS: minutes, 60 s).
+        document["rollout"] = dict(LOCAL_ROLLOUT)
     return document
+
+
+LOCAL_ROLLOUT = {"wait_seconds": 5, "alarm_period_seconds": 10}
 
 
 def start_execution(sfn: Any, state_machine_arn: str, document: dict, name: str | None = None) -> str:

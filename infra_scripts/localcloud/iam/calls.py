@@ -456,16 +456,29 @@ def _role_exists(target: Target, name: str) -> bool:
     return True
 
 
+ALARM_WRITES = ("PutMetricAlarm", "SetAlarmState", "DeleteAlarms")
+
+
 def cloudwatch_calls(target: Target) -> list[AuthRequest] | None:
     found = re.fullmatch(r"/service/GraniteServiceVersion20100801/operation/(\w+)", target.request.path)
-    operation = found.group(1) if found else target.form().get("Action")
+    operation = (found.group(1) if found else None) or target.target_operation(
+        "GraniteServiceVersion20100801") or target.form().get("Action")
     if not operation:
         return None
-    # Alarm and metric calls carry their names in a CBOR body, which is not decoded here: only
-    # reads are named (no resource-level permission); the rest is denied. Target-tracking alarms
-    # are authorized through PutScalingPolicy.
-    reading = operation.startswith(("Get", "List", "Describe"))
-    return [AuthRequest(f"cloudwatch:{operation}", "*")] if reading else None
+    # Reads have no resource-level permission; alarm writes are authorized on the alarms they
+    # name (JSON protocol, or the query protocol of older SDKs). A CBOR body is not decoded here,
+    # so such a write is denied. Target-tracking alarms are authorized through PutScalingPolicy.
+    if operation.startswith(("Get", "List", "Describe")):
+        return [AuthRequest(f"cloudwatch:{operation}", "*")]
+    if operation not in ALARM_WRITES:
+        return None
+    body, form = target.json(), target.form()
+    names = body.get("AlarmNames") or ([body["AlarmName"]] if body.get("AlarmName") else []) or [
+        value for key, value in form.items() if key == "AlarmName" or key.startswith("AlarmNames.member.")]
+    if not names or not all(isinstance(name, str) for name in names):
+        return None
+    return [AuthRequest(f"cloudwatch:{operation}", target.arn("cloudwatch", f"alarm:{name}"))
+            for name in names]
 
 
 def iam_calls(target: Target) -> list[AuthRequest] | None:

@@ -42,6 +42,8 @@ OTHER_PATHS = {
         "as DescribeEndpointConfig: the second run of tests/e2e/test_registry_rollout.py",
     ("handlers-hosting", "RollbackAlarmsOfTheOneEndpoint", "cloudwatch:PutMetricAlarm"):
         "a guarded update of a live endpoint (tests/e2e/test_registry_rollout.py, asserted)",
+    ("handlers-hosting", "RollbackAlarmsOfTheOneEndpoint", "cloudwatch:SetAlarmState"):
+        "a guarded update of a live endpoint (tests/e2e/test_registry_rollout.py, asserted)",
     ("handlers-hosting", "RollbackAlarmsOfTheOneEndpoint", "cloudwatch:DescribeAlarms"):
         "SageMaker reads an update's rollback alarms with the caller's permission "
         "(deployment-guardrails-configuration.html); the local cloud reads them itself",
