@@ -54,6 +54,23 @@ def tiny_artifact(arch: str = "resnet18", image_size: int = 32) -> bytes:
     return serving_artifact(arch, image_size, CLASSES)
 
 
+def model_role(cloud: LocalCloud) -> str:
+    """The models' execution role: instances run as it (IAM is enforced), reading bench-models."""
+    iam = cloud.boto3_client("iam")
+    trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                                                     "Principal": {"Service": "sagemaker.amazonaws.com"}}]}
+    try:
+        arn = iam.get_role(RoleName="bench-sagemaker")["Role"]["Arn"]
+    except iam.exceptions.NoSuchEntityException:
+        arn = iam.create_role(RoleName="bench-sagemaker",
+                              AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
+    iam.put_role_policy(RoleName="bench-sagemaker", PolicyName="read-models", PolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::bench-models/*"},
+            {"Effect": "Allow", "Action": ["logs:CreateLogStream", "logs:PutLogEvents"], "Resource": "*"}]}))
+    return arn
+
+
 def deploy_endpoint(cloud: LocalCloud, name: str, instances: int = 1, timeout_s: float = 120.0,
                     arch: str = "resnet18", image_size: int = 32,
                     environment: dict[str, str] | None = None) -> float:
@@ -64,7 +81,7 @@ def deploy_endpoint(cloud: LocalCloud, name: str, instances: int = 1, timeout_s:
     s3.put_object(Bucket="bench-models", Key=f"{name}/model.tar.gz", Body=tiny_artifact(arch, image_size))
     sagemaker = cloud.boto3_client("sagemaker")
     sagemaker.create_model(
-        ModelName=name, ExecutionRoleArn="arn:aws:iam::123456789012:role/sagemaker",
+        ModelName=name, ExecutionRoleArn=model_role(cloud),
         PrimaryContainer={"Image": "local/stepml",
                           "ModelDataUrl": f"s3://bench-models/{name}/model.tar.gz",
                           "Environment": {**serving_environment(cloud.region),
