@@ -21,6 +21,8 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from handlers.naming import resource_name, run_id, run_instance_filter, run_of, scales_endpoint
+from handlers.rollout import ALARMS as ROLLBACK_ALARMS
+from handlers.rollout import alarm_name
 from infra_scripts.cfn import changeset
 from infra_scripts.cfn.template import DEPENDENCIES_LAYER, DEPENDENCIES_LAYER_SUFFIX
 from infra_scripts.policies import PREDICT_MODULE
@@ -145,8 +147,36 @@ class Planner:
             plan.items.append(Item("stack", f"{self.stack_name} ({stack['StackStatus']})", "delete",
                                    lambda: changeset.delete_stack(cfn, self.stack_name,
                                                                   self.waiting)))
+        plan.items += self.rollback_alarms(endpoints)
+        plan.items += self.registry(delete_data, plan)
         plan.items += self.bucket(delete_data, plan)
         return plan
+
+    def rollback_alarms(self, endpoints: set[str]) -> list[Item]:
+        cloudwatch = self.client("cloudwatch")
+        names = [alarm_name(e, kind) for e in sorted(endpoints) for kind in ROLLBACK_ALARMS]
+        found = _exists(lambda: cloudwatch.describe_alarms(AlarmNames=names)["MetricAlarms"]) or []
+        return [Item("alarm", a["AlarmName"], "delete", lambda n=a["AlarmName"]: _ignore_gone(
+            lambda: cloudwatch.delete_alarms(AlarmNames=[n]))) for a in found]
+
+    def registry(self, delete_data: bool, plan: Plan) -> list[Item]:
+        """The model package group (kept by the stack, DeletionPolicy Retain) and its versions."""
+        sagemaker, group = self.client("sagemaker"), f"{self.facts['prefix']}-models"
+        if _exists(lambda: sagemaker.describe_model_package_group(ModelPackageGroupName=group)) is None:
+            return []
+        if not delete_data:
+            plan.notes.append(f"model package group {group} is kept (the registry's versions and "
+                              "lineage); --delete-data deletes it")
+            return []
+        packages = list(_pages(sagemaker, "list_model_packages", "ModelPackageSummaryList",
+                               ModelPackageGroupName=group))
+        items = [Item("model package", p["ModelPackageArn"].split("/", 1)[1], "delete",
+                      lambda a=p["ModelPackageArn"]: _ignore_gone(
+                          lambda: sagemaker.delete_model_package(ModelPackageName=a)))
+                 for p in packages]
+        items.append(Item("model package group", group, "delete", lambda: _ignore_gone(
+            lambda: sagemaker.delete_model_package_group(ModelPackageGroupName=group))))
+        return items
 
     def running_executions(self, executions: list[dict]) -> list[Item]:
         sfn = self.client("stepfunctions")

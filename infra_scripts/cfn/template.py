@@ -338,7 +338,10 @@ MODEL_PACKAGE_GROUP_NAME = "${Prefix}-models"  # PipelineConfig.model_package_gr
 
 def model_package_group() -> dict:
     """The stack's one registry: every run registers a versioned package in it."""
-    return {"Type": "AWS::SageMaker::ModelPackageGroup", "Properties": {
+    # Kept on stack deletion like the bucket: the registry is the models' history (and AWS will
+    # not delete a group that still has versions). `stepml destroy --delete-data` removes it.
+    return {"Type": "AWS::SageMaker::ModelPackageGroup", "DeletionPolicy": "Retain",
+            "UpdateReplacePolicy": "Retain", "Properties": {
         "ModelPackageGroupName": sub(MODEL_PACKAGE_GROUP_NAME),
         "ModelPackageGroupDescription": "stepml: one package per pipeline run, approved or "
                                         "rejected by the evaluation gate", "Tags": tags()}}

@@ -38,7 +38,8 @@ pytestmark = pytest.mark.timeout(300)
 
 EXTENSIONS = [f"infra_scripts.localcloud.{name}" for name in (
     "awslambda.runtime", "awslambda.provisioned", "sagemaker.endpoints", "autoscaling.controller",
-    "sagemaker.training", "ec2.instances", "awslambda.limits", "servicequotas.quotas")]
+    "sagemaker.training", "ec2.instances", "awslambda.limits", "servicequotas.quotas",
+    "sagemaker.registry", "cloudwatch.metrics")]
 CONFIG = PipelineConfig(prefix="proof", bucket="proof-artifacts", endpoint_name="proof-endpoint")
 EXECUTION = "destroy-proof"
 SLEEPER = "#!/bin/bash\n# localcloud: runnable\nsleep 300\n"

@@ -63,6 +63,7 @@ DEFAULT_EXTENSIONS: tuple[str, ...] = (
     "infra_scripts.localcloud.events.s3_events",
     "infra_scripts.localcloud.sagemaker.training",
     "infra_scripts.localcloud.sagemaker.hpo",  # needs sagemaker.training
+    "infra_scripts.localcloud.sagemaker.registry",
     "infra_scripts.localcloud.ec2.instances",
 )
 
