@@ -21,7 +21,7 @@ _NUM = r"([0-9.]+)"
 # \b keeps e.g. `valid_acc=` from matching inside `best_valid_acc=`.
 METRIC_DEFINITIONS = [{"Name": name, "Regex": rf"\b{name}={_NUM}"} for name in (
     "train_loss", "valid_loss", "valid_acc", "best_valid_loss", "best_valid_acc",
-    "test_loss", "test_acc")]
+    "test_loss", "test_acc", "baseline_test_acc")]  # the last: the live model on the same test split
 OBJECTIVE_METRIC = "best_valid_loss"
 OBJECTIVE_TYPE = "Minimize"
 

@@ -10,7 +10,11 @@ Output contract (stdout, one line each, stable `key=value` pairs):
     epoch=3 train_loss=0.5100 valid_loss=0.4100 valid_acc=0.8800 seconds=0.012
     best_epoch=3 best_valid_loss=0.4100 best_valid_acc=0.8800
     test_acc=0.9300 test_loss=0.2000
+    baseline_test_acc=0.9100          (only when a baseline was evaluated)
     skipped_images=0
+
+Rank 0 also writes evaluation.json (training.evaluation): the candidate's per-class report on the
+test split and, given --baseline (or the "baseline" channel), the live model's on the same images.
 
 Bad input prints one `error: ...` line on stderr, writes it to `<output dir>/failure` and
 exits 2; any other crash writes the failure file too and exits 1 with its traceback.
@@ -100,6 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
     add(*_names("threads"), type=integer, default=0, help="torch threads (0: auto)")
     add(*_names("weights"), type=_text, default=None,
         help="backbone weights: imagenet, none, a file or an s3:// URI (SM_CHANNEL_WEIGHTS wins)")
+    add(*_names("baseline"), type=_text, default=None,
+        help="the live model to evaluate beside the candidate: model.tar.gz, a dir holding it or "
+             "a model dir, or an s3:// URI (SM_CHANNEL_BASELINE wins)")
     add(*_names("data"), type=_text, default=None, help="dir or s3:// with train/valid/test")
     add(*_names("model-dir"), type=_text, default=None)
     add(*_names("checkpoint-dir"), type=_text, default=None)
@@ -315,7 +322,8 @@ def run(args: argparse.Namespace, env: Mapping[str, str], staging: Path) -> dict
         cfg.bf16 = False
     D.init(info, rendezvous, device)
     try:
-        result = _train(cfg, classes, info, device, log, staging, model_uri)
+        result = _train(cfg, classes, info, device, log, staging, model_uri,
+                        env.get("SM_CHANNEL_BASELINE") or args.baseline)
     except BaseException:
         D.shutdown(info, finished=False)
         raise
@@ -347,7 +355,7 @@ def _seed_everything(seed: int) -> None:
 
 
 def _train(cfg: TrainConfig, classes: list[str], info, device, log, staging: Path,
-           model_uri: str | None) -> dict:
+           model_uri: str | None, baseline: str | None = None) -> dict:
     import torch
 
     from training import distributed as D
@@ -383,20 +391,57 @@ def _train(cfg: TrainConfig, classes: list[str], info, device, log, staging: Pat
     log(f"best_epoch={metrics['best_epoch']} best_valid_loss={metrics['best_valid_loss']:.4f} "
         f"best_valid_acc={metrics['best_valid_acc']:.4f}")
     log(f"test_acc={metrics['test_acc']:.4f} test_loss={metrics['test_loss']:.4f}")
+    # Rank 0 alone, before the artifacts: the other ranks wait at shutdown's barrier meanwhile.
+    report = _evaluation(net, splits, classes, metrics, ctx, baseline, staging) if info.is_main else None
     log(f"skipped_images={len(skipped)}")
     log(f"train_seconds={metrics['train_seconds']:.3f}")
     if info.is_main:
-        _write_artifacts(net, classes, cfg, metrics, pretrained, info)
+        _write_artifacts(net, classes, cfg, metrics, pretrained, info, report)
         if model_uri:
             storage.upload_dir(cfg.model_dir, model_uri)
     return metrics
 
 
+def _evaluation(net, splits, classes: list[str], metrics: dict, ctx, baseline: str | None,
+                staging: Path) -> dict:
+    """evaluation.json's content; logs baseline_test_acc, or a warning when the baseline fails."""
+    from training import evaluation as E
+
+    y_true, y_pred = E.predict_split(net, splits, "test", ctx)
+    candidate = E.classification_report(y_true, y_pred, classes)
+    live = _baseline_report(baseline, splits.test.root, classes, ctx, staging)
+    if live and "error" in live:
+        ctx.log(f"warning: baseline not evaluated: {live['error']}", err=True)
+    elif live:
+        ctx.log(f"baseline_test_acc={live['accuracy']:.4f}")
+    return E.build_report(E.split_summary(splits.test, classes), candidate, live,
+                          metrics["history"])
+
+
+def _baseline_report(baseline: str | None, test_dir: str, classes: list[str], ctx,
+                     staging: Path) -> dict | None:
+    """The baseline's report, {"error": reason} when it cannot be had, None without one: the
+    live model being unreadable must never cost the candidate its training run."""
+    from training import evaluation as E
+
+    if not baseline:
+        return None
+    try:
+        if storage.is_s3(baseline):
+            baseline = str(storage.download_file(baseline, staging / "baseline" / E.ARCHIVE))
+        return E.evaluate_baseline(baseline, test_dir, classes, ctx)
+    except Exception as exc:  # S3, tar, pickle, shape errors: all just mean "no baseline score"
+        reason = str(exc) if isinstance(exc, E.BaselineError | InputError) else \
+            f"{type(exc).__name__}: {exc}"
+        return {"error": reason.replace("\n", " ")}
+
+
 def _write_artifacts(net, classes: list[str], cfg: TrainConfig, metrics: dict,
-                     pretrained: str | None, info) -> None:
+                     pretrained: str | None, info, report: dict) -> None:
     import torch
 
     from training.dataset import IMAGENET_MEAN, IMAGENET_STD
+    from training.evaluation import write_report
     from training.model import HIDDEN
 
     out = Path(cfg.model_dir)
@@ -412,9 +457,11 @@ def _write_artifacts(net, classes: list[str], cfg: TrainConfig, metrics: dict,
         "pretrained": pretrained,
         "world_size": info.world_size, "torch": torch.__version__})
     _dump(out / "metrics.json", metrics)
+    write_report(out / "evaluation.json", report)  # inside model.tar.gz: the registry reads it there
     _copy_serving_code(out)
     if cfg.output_data_dir:
         _dump(Path(cfg.output_data_dir) / "metrics.json", metrics)
+        write_report(Path(cfg.output_data_dir) / "evaluation.json", report)
 
 
 def _weights_file(weights: str | None, staging: Path) -> str | None:

@@ -65,7 +65,7 @@ def test_entry_point_reads_and_writes_s3(tiny_data: Path, tmp_path: Path,
     assert proc.returncode == 0, proc.stderr
     keys = {o["Key"] for o in s3.list_objects_v2(Bucket="mlbkt", Prefix="runs/1/")["Contents"]}
     assert keys == {f"runs/1/model/{n}" for n in (
-        "model.pth", "classes.json", "hyperparameters.json", "metrics.json")}
+        "model.pth", "classes.json", "hyperparameters.json", "metrics.json", "evaluation.json")}
     metrics = json.loads(s3.get_object(Bucket="mlbkt", Key="runs/1/model/metrics.json")["Body"].read())
     assert metrics["num_train"] == 24
 
