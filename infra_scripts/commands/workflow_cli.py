@@ -340,12 +340,15 @@ def _graph_source(ctx: click.Context, clients: Any, execution: str | None,
 @click.command("console")
 @click.option("--port", default=8765, show_default=True, help="Port on 127.0.0.1 (0: any free port).")
 @click.option("--open/--no-open", "open_browser", default=False, help="Open it in a browser.")
+@click.pass_context
 @aws_options
-def console_command(clients: Any, port: int, open_browser: bool) -> None:
-    """A local web console: state machines, executions, live graph, state input/output, redrive."""
+def console_command(ctx: click.Context, clients: Any, port: int, open_browser: bool) -> None:
+    """A local web console: state machines, executions, live graph, state input/output, redrive;
+    the stack's model registry, training curves, live endpoint and a predict form."""
+    from infra_scripts.cli import load_config
     from infra_scripts.console.server import ConsoleServer
 
-    server = ConsoleServer(clients, port=port)
+    server = ConsoleServer(clients, port=port, config=load_config(ctx))
     where = clients.endpoint_url or f"AWS ({clients.region})"
     console.print(f"stepml console reading {where}; Ctrl-C to stop. Open (this start's token):")
     click.echo(f"    {server.url_with_token}")  # unwrapped, so it can be copied whole

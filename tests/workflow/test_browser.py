@@ -181,3 +181,84 @@ def test_a_page_of_another_origin_can_change_nothing(cloud, step_arn, browser, t
     assert [e["name"] for e in listed] == ["cross-origin-run"]
     described = sfn.describe_execution(executionArn=arn)
     assert described["status"] == "FAILED" and not described.get("redriveCount")
+
+
+def circle_values(page, selector: str) -> list[float]:
+    return page.eval_on_selector_all(f"{selector} circle", "nodes => nodes.map(n => Number(n.dataset.y))")
+
+
+@pytest.fixture
+def training_logs(cloud):
+    from tests.workflow.test_console_models import training_logs as put_training_logs
+
+    with put_training_logs(cloud):
+        yield
+
+
+def test_console_ml_section(cloud, browser, artifacts_dir, tmp_path_factory, training_logs):
+    """The ML tab: training curves (one point per epoch), the registry table (statuses, the live
+    marker, a rejected version's reason), the live endpoint's charts and a prediction from an
+    uploaded PNG through the predict function (setup: tests/workflow/test_console_models.py)."""
+    from tests.workflow.test_console_models import (
+        LOGGED,
+        REJECT_REASON,
+        V1_HISTORY,
+        expected_predictions,
+        ml_stack,
+        png,
+    )
+
+    stack = ml_stack(cloud, tmp_path_factory.mktemp("ml-stack"))
+    server = ConsoleServer(stack.clients, config=stack.config).start()
+    page = browser.new_page(viewport={"width": 1500, "height": 1100})
+    shot = lambda name: os.path.join(artifacts_dir, name)  # noqa: E731
+    try:
+        page.goto(server.url_with_token + "#ml")
+        page.wait_for_selector('#version-section[data-version="2"]')  # the live version comes first
+        for chart, series in (("loss", "train_loss"), ("loss", "valid_loss"), ("accuracy", "valid_acc")):
+            path = f'#{chart}-chart path[data-series="{series}"]'
+            assert page.get_attribute(path, "data-points") == str(len(LOGGED))
+        assert circle_values(page, '#accuracy-chart g[data-series="valid_acc"]') == [a for *_, a in LOGGED]
+        assert circle_values(page, '#loss-chart g[data-series="train_loss"]') == [t for _, t, _, _ in LOGGED]
+        assert "training logs" in page.inner_text("#curves-source")
+        page.locator("#version-section").screenshot(path=shot("console-ml-curves.png"))
+
+        rows = page.eval_on_selector_all("#registry tbody tr", "rows => rows.map(r => [r.dataset.version, "
+                                         "r.dataset.status, r.dataset.live, r.dataset.rollout])")
+        assert rows == [["4", "Rejected", "false", "RolledBack"], ["3", "Rejected", "false", ""],
+                        ["2", "Approved", "true", "Live"], ["1", "Approved", "false", "Superseded"]]
+        assert page.locator("#registry .live-marker").count() == 1
+        assert page.locator('#registry tr[data-version="2"] .live-marker').is_visible()
+        assert page.inner_text('#registry tr[data-version="3"] td.reason') == REJECT_REASON
+        page.locator("#registry-section").screenshot(path=shot("console-ml-registry.png"))
+
+        page.click('#registry tr[data-version="1"]')  # trained on EC2: the report's history
+        page.wait_for_selector('#version-section[data-version="1"]')
+        assert page.get_attribute('#accuracy-chart path[data-series="valid_acc"]', "data-points") == "2"
+        assert circle_values(page, '#accuracy-chart g[data-series="valid_acc"]') == [
+            row["valid_acc"] for row in V1_HISTORY]
+        assert "evaluation report" in page.inner_text("#curves-source")
+
+        page.wait_for_selector('#endpoint-section[data-loaded="true"]')
+        assert page.inner_text("#endpoint-status") == "InService"
+        assert circle_values(page, '#instances-chart g[data-series="instances"]') == [1, 2, 2]
+        assert page.locator('#invocations-chart g[data-series="invocations"] rect').count() == 60
+        assert page.locator('#activities tr[data-activity="Successful"]').count() == 1
+        page.locator("#endpoint-section").screenshot(path=shot("console-ml-endpoint.png"))
+
+        image = png((10, 120, 200))
+        page.set_input_files("#predict-file", files=[{"name": "flower.png", "mimeType": "image/png",
+                                                      "buffer": image}])
+        page.wait_for_function("!document.getElementById('predict-button').disabled")
+        page.fill("#predict-top-k", "3")
+        page.click("#predict-button")
+        page.wait_for_selector("#predictions li", timeout=30_000)
+        items = page.eval_on_selector_all("#predictions li", "items => items.map(i => [i.dataset.label, "
+                                          "Number(i.dataset.probability)])")
+        assert items == [[p["label"], p["probability"]] for p in expected_predictions(image, 3)]
+        assert page.inner_text("#predict-error") == ""
+        page.locator("#try-it").screenshot(path=shot("console-ml-try-it.png"))
+        page.screenshot(path=shot("console-ml.png"), full_page=True)
+    finally:
+        page.close()
+        server.stop()
