@@ -48,7 +48,8 @@ def stack(tmp_path_factory):
         deployed = deployer.deploy()
         data = make_sample_dataset(Path(tmp_path_factory.mktemp("sample")))
         dataset_uri = upload_dataset(deployer.client("s3"), CONFIG.bucket, data, "sample")
-        yield cloud, deployer, deployed, dataset_uri, data
+        STATE["data"] = data
+        yield cloud, deployer, deployed, dataset_uri
 
 
 def versions(deployer: Deployer) -> dict[int, model_registry.Version]:
@@ -87,7 +88,7 @@ STATE: dict = {}
 
 
 def test_the_first_run_registers_an_approved_version_with_its_lineage_and_report(stack):
-    _, deployer, _, dataset_uri, _ = stack
+    _, deployer, _, dataset_uri = stack
     described, output = run_execution(stack, execution_input(dataset_uri, "sagemaker", local=True),
                                       name="reg-first")
     assert described["status"] == "SUCCEEDED", described.get("cause")
@@ -119,7 +120,7 @@ def test_the_first_run_registers_an_approved_version_with_its_lineage_and_report
 
 
 def test_a_candidate_that_does_not_beat_the_live_model_is_rejected_and_nothing_is_served(stack):
-    _, deployer, _, dataset_uri, _ = stack
+    _, deployer, _, dataset_uri = stack
     serving = endpoint_config(deployer)
     document = {**execution_input(dataset_uri, "sagemaker", local=True), "gate": {"min_improvement": 0.5}}
     described, _ = run_execution(stack, document, name="reg-rejected")
@@ -189,7 +190,8 @@ class PredictClient:
 
 
 def test_a_model_that_fails_every_request_is_rolled_back_with_no_failed_client_request(stack):
-    _, deployer, _, _, data = stack
+    _, deployer, _, _ = stack
+    data = STATE["data"]
     first, sagemaker = STATE["first"], deployer.client("sagemaker")
     serving = endpoint_config(deployer)
     package = sagemaker.create_model_package(
@@ -219,7 +221,7 @@ def test_a_model_that_fails_every_request_is_rolled_back_with_no_failed_client_r
 
 
 def test_a_blue_green_update_and_a_rollback_keep_autoscaling_and_concurrency(stack):
-    cloud, deployer, _, dataset_uri, _ = stack
+    cloud, deployer, _, dataset_uri = stack
     document = {**execution_input(dataset_uri, "sagemaker", local=True), "gate": {"min_improvement": -1.0}}
     described, output = run_execution(stack, document, name="reg-second")
     assert described["status"] == "SUCCEEDED", described.get("cause")
@@ -245,7 +247,7 @@ def test_a_blue_green_update_and_a_rollback_keep_autoscaling_and_concurrency(sta
 
 def test_the_registry_and_rollout_statements_were_each_the_only_allow_of_some_request(stack):
     """The OTHER_PATHS rows that cite this module (least_privilege.py)."""
-    cloud, deployer, _, _, _ = stack
+    cloud, deployer, _, _ = stack
     decisions = cloud.extensions["iam.enforcement"].decisions
     assert not [d for d in decisions if not d.allowed], "a request of a passing run was denied"
     rows = {(r.role, r.sid, r.action): r.sole_requests for r in least_privilege.needs(CONFIG, decisions)}
