@@ -203,7 +203,7 @@ def test_a_model_that_fails_every_request_is_rolled_back_with_no_failed_client_r
                                 "SupportedResponseMIMETypes": ["application/json"]},
         CustomerMetadataProperties={R.RUN: "broken-on-purpose"})
     version = int(package["ModelPackageArn"].rsplit("/", 1)[-1])
-    image = sorted((data / "test").rglob("*.png"))[0].read_bytes()
+    image = sorted(p for p in (data / "test").rglob("*") if p.is_file())[0].read_bytes()
     with PredictClient(deployer, image) as client:
         time.sleep(2)
         outcome = model_registry.promote(deployer, CONFIG.model_package_group, CONFIG.endpoint_name,
