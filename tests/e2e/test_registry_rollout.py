@@ -241,8 +241,10 @@ def test_a_blue_green_update_and_a_rollback_keep_autoscaling_and_concurrency(sta
     assert found[STATE["first"].version].live and found[STATE["first"].version].rollout == "Live"
     assert found[second.version].rollout == "Superseded"
     assert seed_settings(deployer) == STATE["seed"]
-    listing = runner.invoke(cli, ["models", "--endpoint-url", cloud.url])
-    assert listing.exit_code == 0 and f"{STATE['first'].version} (live)" in listing.output
+    listing = runner.invoke(cli, ["models", "--endpoint-url", cloud.url, "--json"])
+    assert listing.exit_code == 0, listing.output
+    live = [v["version"] for v in json.loads(listing.output) if v["live"]]
+    assert live == [STATE["first"].version]
 
 
 def test_the_registry_and_rollout_statements_were_each_the_only_allow_of_some_request(stack):
