@@ -185,15 +185,15 @@ def test_an_autoscaled_variant_may_change_its_model_not_its_instance_type(cloud:
     assert wait_until_settled(cloud, "ep")["EndpointConfigName"] == "v2"
 
 
-def test_rollback_time_from_alarm_to_the_old_fleet(cloud: LocalCloud,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    """The figure's measurement: the alarm's StateUpdatedTimestamp to the endpoint back in service."""
+def test_the_alarm_trips_before_the_old_fleet_is_back_alone(cloud: LocalCloud,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """The order the benchmark's figure relies on (its duration lives in bench_rollback)."""
     serve(cloud, {"version": "v1"}, {"version": "v2", "fail_requests": 500})
     with Caller(cloud, monkeypatch):
         start(cloud)
         described = wait_until_settled(cloud, "ep", timeout_s=60)
     alarm = client(cloud, "cloudwatch").describe_alarms(AlarmNames=["ep-rollout-5xx"])["MetricAlarms"][0]
-    seconds = (described["LastModifiedTime"] - alarm["StateUpdatedTimestamp"]).total_seconds()
     assert described["EndpointConfigName"] == "v1"
-    assert -1.0 < seconds < 10.0  # recorded by the benchmark; here only its sign and sanity
+    assert alarm["StateValue"] == "ALARM"
+    assert alarm["StateUpdatedTimestamp"] <= described["LastModifiedTime"]
     assert all(pid_alive(pid) for pid in instance_pids(cloud, "ep"))
