@@ -24,12 +24,13 @@ class Waiver:
 
 
 # -- scopes: the resources a set of waivers applies to (the README's "resources" column) --------
-FUNCTIONS = f"every Lambda function ({len(TASK_HANDLERS) + 2})"
+FUNCTION_COUNT = len(TASK_HANDLERS) + 2  # the task functions, predict and on-upload
+FUNCTIONS = f"every Lambda function ({FUNCTION_COUNT})"
 TASK_FUNCTIONS = f"the {len(TASK_HANDLERS)} task functions the state machine invokes"
 PREDICT = "`PredictFunction`"
 ON_UPLOAD = "`OnUploadFunction`"
 DEAD_LETTER_QUEUE = "`OnUploadDeadLetterQueue`"
-LOG_GROUPS = "every log group (16 functions' and the endpoint's)"
+LOG_GROUPS = f"every log group ({FUNCTION_COUNT} functions' and the endpoint's)"
 BUCKET = "`ArtifactsBucket` (stack and bootstrap)"
 
 _VPC = "Ensure that AWS Lambda function is configured inside a VPC"
@@ -46,7 +47,7 @@ WAIVERS: dict[str, tuple[Waiver, ...]] = {
         Waiver("CKV_AWS_117", _VPC,
                "The stack has no VPC and its functions reach nothing private: they call only AWS "
                "APIs (S3, Step Functions, SageMaker and SageMaker Runtime, EC2, SSM, Lambda, "
-               "Application Auto Scaling) on their public HTTPS endpoints, "
+               "Application Auto Scaling, CloudWatch) on their public HTTPS endpoints, "
                "SigV4-signed and authorised by IAM. In a VPC they would need a NAT gateway "
                "(about $32/month per AZ) or an interface endpoint per service to reach the same "
                "APIs, with no access control that IAM does not already give."),

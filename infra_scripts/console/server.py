@@ -42,6 +42,7 @@ from urllib.parse import parse_qs, urlparse
 from botocore.exceptions import BotoCoreError, ClientError
 
 from handlers.common import sagemaker_describe
+from handlers.naming import scaling_resource_id
 from infra_scripts import executions as ex
 from infra_scripts import model_registry
 from infra_scripts.progress import history
@@ -232,7 +233,8 @@ class ConsoleApi:
         configured = next((v for v in config.get("ProductionVariants", [])
                            if v.get("VariantName") == variant_name), {})
         now = datetime.now(UTC)
-        activities = self._scaling_activities(f"endpoint/{name}/variant/{variant_name}")
+        resource_id = scaling_resource_id(name, variant_name)
+        activities = self._scaling_activities(resource_id)
         since = max(now - timedelta(minutes=WINDOW_MINUTES), described.get("CreationTime") or now)
         current = variant.get("CurrentInstanceCount")
         initial = configured.get("InitialInstanceCount", current)
@@ -242,7 +244,7 @@ class ConsoleApi:
             "created": described.get("CreationTime"), "variant": variant_name,
             "instanceType": configured.get("InstanceType"), "model": configured.get("ModelName"),
             "instances": current, "desiredInstances": variant.get("DesiredInstanceCount"),
-            "scalableTarget": self._scalable_target(f"endpoint/{name}/variant/{variant_name}"),
+            "scalableTarget": self._scalable_target(resource_id),
             "invocationsPerMinute": self._per_minute(name, variant_name, "Invocations", now),
             "errors": {metric: sum(p["value"] for p in self._per_minute(name, variant_name, metric, now))
                        for metric in ("Invocation4XXErrors", "Invocation5XXErrors")},
