@@ -47,6 +47,9 @@ OTHER_PATHS = {
     ("handlers-hosting", "RollbackAlarmsOfTheOneEndpoint", "cloudwatch:DescribeAlarms"):
         "SageMaker reads an update's rollback alarms with the caller's permission "
         "(deployment-guardrails-configuration.html); the local cloud reads them itself",
+    ("handlers-hosting", "ScaleSageMakerVariants", "application-autoscaling:DeregisterScalableTarget"):
+        "an update that changes the instance type deregisters the variant first "
+        "(endpoint-scaling-update.html; tests/handlers/test_hosting.py, asserted)",
     ("handlers-training", "DescribeTrainingAndTuningJobs", "sagemaker:ListTags"):
         "a retried StartSageMakerTraining reusing its job (test_pipeline_redrive.py, asserted)",
     ("handlers-hosting", "DescribeModelsAndEndpointConfigs", "sagemaker:ListTags"):
