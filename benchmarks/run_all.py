@@ -7,7 +7,7 @@ import importlib
 BENCHMARKS = ("bench_localcloud", "bench_training", "bench_training_job", "bench_inference",
               "bench_serving", "bench_transfer",
               "bench_predict_load", "bench_autoscaling", "bench_run", "bench_preflight",
-              "bench_signatures", "bench_enforcement")
+              "bench_signatures", "bench_enforcement", "bench_rollback", "bench_gate")
 
 
 def main() -> None:
