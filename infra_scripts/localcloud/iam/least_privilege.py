@@ -35,15 +35,6 @@ SERVICE_SIDE = {
 # it. (role key, Sid, action) → path. The upload and ListTags rows are asserted by the tests
 # named; the others are exercised against moto only (no enforcement) and listed in the README.
 OTHER_PATHS = {
-    ("handlers-training", "ReadTheLiveModelsConfig", "sagemaker:DescribeEndpointConfig"):
-        "a run that finds a live endpoint reads its model as the gate's baseline "
-        "(tests/e2e/test_registry_rollout.py, asserted)",
-    ("handlers-training", "ReadTheLiveModelsConfig", "sagemaker:DescribeModel"):
-        "as DescribeEndpointConfig: the second run of tests/e2e/test_registry_rollout.py",
-    ("handlers-hosting", "RollbackAlarmsOfTheOneEndpoint", "cloudwatch:PutMetricAlarm"):
-        "a guarded update of a live endpoint (tests/e2e/test_registry_rollout.py, asserted)",
-    ("handlers-hosting", "RollbackAlarmsOfTheOneEndpoint", "cloudwatch:SetAlarmState"):
-        "a guarded update of a live endpoint (tests/e2e/test_registry_rollout.py, asserted)",
     ("handlers-hosting", "RollbackAlarmsOfTheOneEndpoint", "cloudwatch:DescribeAlarms"):
         "SageMaker reads an update's rollback alarms with the caller's permission "
         "(deployment-guardrails-configuration.html); the local cloud reads them itself",
